@@ -1,0 +1,3 @@
+"""Prelabel: model-assisted labeling suggestions (boxes, SAM masks, NER spans)."""
+
+__version__ = "0.1.0"

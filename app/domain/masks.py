@@ -1,0 +1,53 @@
+"""Binary masks -> COCO RLE (pycocotools), bbox, area, polygons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pycocotools import mask as coco_mask
+
+
+@dataclass(frozen=True)
+class EncodedMask:
+    """rle: COCO RLE {"size": [H, W], "counts": str} (column-major, as COCO defines it);
+    bbox: [x, y, w, h] pixels (COCO convention); area: pixel count."""
+
+    rle: dict[str, object]
+    bbox: tuple[float, float, float, float]
+    area: int
+
+
+def encode(mask: npt.NDArray[np.bool_]) -> EncodedMask:
+    """[H,W] bool -> COCO RLE with its bbox and area."""
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    x, y, w, h = (float(v) for v in coco_mask.toBbox(rle))
+    area = int(coco_mask.area(rle))
+    counts = rle["counts"]
+    return EncodedMask(
+        {"size": [int(s) for s in rle["size"]], "counts": counts.decode("ascii")},
+        (x, y, w, h),
+        area,
+    )
+
+
+def decode(rle: dict[str, object]) -> npt.NDArray[np.bool_]:
+    """COCO RLE (compressed string counts) -> [H,W] bool."""
+    counts = rle["counts"]
+    raw = {"size": rle["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+    return np.asarray(coco_mask.decode(raw), dtype=bool)
+
+
+def polygons(mask: npt.NDArray[np.bool_], epsilon: float = 1.0) -> list[list[float]]:
+    """Outer contours as flat [x1, y1, x2, y2, ...] pixel lists (COCO polygon convention),
+    simplified with Douglas-Peucker at `epsilon` pixels; contours under 3 points dropped."""
+    binary = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        c = cv2.approxPolyDP(c, epsilon, True)
+        if len(c) >= 3:
+            out.append([float(v) for v in c.reshape(-1)])
+    return out

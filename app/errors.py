@@ -1,0 +1,80 @@
+"""Framework-free error tree. Each error has a stable code, an HTTP status and a public message.
+
+Internal detail (exception chains, paths) goes to logs through `raise ... from e`, never to clients.
+"""
+
+from __future__ import annotations
+
+
+class PrelabelError(Exception):
+    """Base class: `code` is stable for clients, `message` is safe to show them."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadInput(PrelabelError):
+    code = "bad_input"
+    status = 400
+
+
+class InvalidImage(BadInput):
+    code = "invalid_image"
+
+
+class UnsupportedMediaType(PrelabelError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class PayloadTooLarge(PrelabelError):
+    code = "payload_too_large"
+    status = 413
+
+
+class ValidationFailed(PrelabelError):
+    code = "validation_error"
+    status = 422
+
+
+class NotFound(PrelabelError):
+    code = "not_found"
+    status = 404
+
+
+class UnknownModel(NotFound):
+    code = "unknown_model"
+
+
+class Overloaded(PrelabelError):
+    code = "overloaded"
+    status = 429
+
+
+class NotReady(PrelabelError):
+    code = "not_ready"
+    status = 503
+
+
+class DeadlineExceeded(PrelabelError):
+    code = "deadline_exceeded"
+    status = 504
+
+
+class ModelMissing(PrelabelError):
+    """A configured model's files are absent or fail their sha256 check."""
+
+    code = "model_missing"
+    status = 503
+
+
+class ProviderUnavailable(PrelabelError):
+    """`require-gpu` was asked for and ONNX Runtime did not give a GPU provider."""
+
+    code = "provider_unavailable"
+    status = 503

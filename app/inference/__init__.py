@@ -1,0 +1,1 @@
+"""ONNX Runtime sessions, model adapters, the batching scheduler, caches. No web framework."""

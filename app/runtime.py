@@ -1,0 +1,96 @@
+"""The composition root: settings -> manifest -> registry (sessions, batchers) -> caches ->
+use cases. The HTTP app and the CLI both build exactly this; nothing here runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.config import Settings
+from app.domain.detection import DetectionService
+from app.domain.images import ImageLimits
+from app.domain.segmentation import (
+    LowResMask,
+    SegmentationService,
+    embedding_nbytes,
+    low_res_nbytes,
+)
+from app.domain.text import NerService
+from app.inference.cache import TTLCache
+from app.inference.manifest import Manifest
+from app.inference.metrics import Metrics
+from app.inference.registry import ModelRegistry, Tuning
+from app.inference.sam import Embedding
+from app.inference.session import installed_runtime, usable_cores
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything a running Prelabel holds. `start()` loads and warms every configured model
+    (blocking work runs on a worker thread); `stop()` drains the batchers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.metrics = Metrics()
+        self.manifest = Manifest.load(s.model_dir)
+        self.cores = s.cpu_count or usable_cores()
+        self.registry = ModelRegistry(
+            self.manifest,
+            s.models,
+            Tuning(
+                policy=s.provider,
+                cores=self.cores,
+                batching=s.batching,
+                max_wait_ms=s.max_wait_ms,
+                max_queue=s.max_queue,
+                retry_after_s=s.retry_after_s,
+                gpu_mem_limit_mb=s.gpu_mem_limit_mb,
+                overrides=s.serving,
+            ),
+            self.metrics,
+        )
+        limits = ImageLimits(s.max_upload_bytes, s.max_image_pixels)
+        self.embeddings: TTLCache[Embedding] = TTLCache(
+            s.embedding_cache_bytes, s.embedding_ttl_s, embedding_nbytes,
+            on_change=self.metrics.cache_bytes.set,
+        )
+        self.low_res: TTLCache[LowResMask] = TTLCache(
+            s.mask_cache_bytes, s.mask_ttl_s, low_res_nbytes
+        )
+        self.detection = DetectionService(self.registry, limits, s.request_timeout_s)
+        self.segmentation = SegmentationService(
+            self.registry, self.metrics, limits, s.request_timeout_s, s.max_points,
+            self.embeddings, self.low_res,
+        )
+        self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
+        self.onnxruntime = "unknown"
+        self.started = False
+
+    async def start(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.onnxruntime = installed_runtime()
+        except RuntimeError as e:
+            for state in self.registry.states.values():
+                state.status, state.error = "failed", str(e)
+            log.error("%s", e)
+            return
+        await asyncio.to_thread(self.registry.load_all)
+        self.started = True
+        log.info(
+            "runtime started in %.1f s (%s, %d cores): %s",
+            time.perf_counter() - t0, self.onnxruntime, self.cores,
+            {n: s.status for n, s in self.registry.states.items()},
+        )
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        await asyncio.to_thread(self.registry.stop_all, True, drain_timeout_s)
+        self.embeddings.clear()
+        self.low_res.clear()
+        self.started = False
+
+    @property
+    def ready(self) -> bool:
+        return self.started and self.registry.ready
