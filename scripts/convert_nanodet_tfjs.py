@@ -15,6 +15,10 @@ Route (see shared MODELS.md, "NanoDet-g: facts for conversion and decoding"):
    `FusedDepthwiseConv2dNative` back into conv + BiasAdd (+ activation).
 4. `tf2onnx.convert.from_graph_def(..., opset=13)`.
 
+For human-models 3.0.4's nanodet.json: 229 weights, 69 float32 tensors stored as float16, 26 int32
+constants declared int64, and no fused convs (the split reports 0; it was checked on small
+synthetic graphs against TensorFlow's own fused kernels).
+
 Usage: python convert_nanodet_tfjs.py MODEL_JSON OUTPUT_ONNX [--opset 13]
 """
 

@@ -48,7 +48,11 @@ DEFAULT_OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "sam.onnx"
 DECODER_INPUTS = (
-    "image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
+    "image_embeddings",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
     "orig_im_size",
 )
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
@@ -102,8 +106,13 @@ def export_encoder(sam: Sam, path: Path, opset: int = DEFAULT_OPSET) -> list[Pat
 
     def run(target: str) -> None:
         torch.onnx.export(
-            sam.image_encoder, (dummy,), target, dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["output"],
+            sam.image_encoder,
+            (dummy,),
+            target,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
             dynamic_axes={"input": batch, "output": batch},
         )
         # With a dynamic batch the exporter leaves the output's H and W symbolic too; declare
@@ -126,7 +135,7 @@ def export_decoder(sam: Sam, path: Path, opset: int = DEFAULT_OPSET) -> list[Pat
     model = _single_mask_decoder(sam)
     embed_dim = sam.prompt_encoder.embed_dim
     height, width = sam.prompt_encoder.image_embedding_size
-    # Values only steer the trace; no shape below is data-dependent once traced.
+    # Any values trace the same graph: N and (H, W) stay inputs (dynamic axes, tensor slices).
     dummy = (
         torch.zeros(1, embed_dim, height, width),
         torch.tensor([[[320.0, 240.0], [0.0, 0.0]]]),
@@ -139,8 +148,13 @@ def export_decoder(sam: Sam, path: Path, opset: int = DEFAULT_OPSET) -> list[Pat
 
     def run(target: str) -> None:
         torch.onnx.export(
-            model, dummy, target, dynamo=False, opset_version=opset,
-            input_names=list(DECODER_INPUTS), output_names=list(DECODER_OUTPUTS),
+            model,
+            dummy,
+            target,
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(DECODER_INPUTS),
+            output_names=list(DECODER_OUTPUTS),
             dynamic_axes={"point_coords": points, "point_labels": points},
         )
 
@@ -166,8 +180,13 @@ def _single_mask_decoder(sam: Sam) -> torch.nn.Module:
             unpadded = self.resize_longest_image_size(orig_im_size, self.img_size)
             masks = masks[..., : unpadded[0], : unpadded[1]]
             orig = orig_im_size.to(torch.int64)
+            # 0-d tensors, as upstream passes them: the output size stays an input of the graph.
+            out_size = (orig[0], orig[1])
             return functional.interpolate(
-                masks, size=(orig[0], orig[1]), mode="bilinear", align_corners=False
+                masks,
+                size=out_size,  # type: ignore[arg-type]
+                mode="bilinear",
+                align_corners=False,
             )
 
     decoder: torch.nn.Module = SingleMaskDecoder(sam, return_single_mask=True)
@@ -201,16 +220,25 @@ def _declare_output_dims(path: Path, output: str, dims: Sequence[int | str]) -> 
 
 @contextmanager
 def _expected_export_warnings_silenced() -> Iterator[None]:
+    """Silence the warnings every export of SAM gives, and only those."""
     with warnings.catch_warnings():
-        # The dynamo exporter (torch's default) needs onnxscript and cannot express `masks`,
-        # whose size is read from the `orig_im_size` values; the TorchScript tracer can.
+        # torch 2.13 still ships the TorchScript exporter, deprecated in favour of the dynamo
+        # one. That one needs onnxscript, a further dependency; this one traces SAM as is.
         warnings.filterwarnings(
-            "ignore", message="You are using the legacy TorchScript-based ONNX export",
+            "ignore",
+            message="You are using the legacy TorchScript-based ONNX export",
             category=DeprecationWarning,
         )
-        # Python-side shape checks (window padding, rel-pos resizing) depend only on the
-        # fixed input size S, so tracing them once is exact.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message="The feature will be removed",
+            category=DeprecationWarning,
+            module=r"torch\.onnx\.",
+        )
+        # Python values read from shapes (window padding, rel-pos sizes, attention scale) and
+        # select_masks' weight tensor become constants; all follow from the fixed input size
+        # S and the model's widths, never from the dynamic B or N.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         # select_masks indexes with arange/argmax, which are never negative.
         warnings.filterwarnings(
             "ignore", message="Exporting aten::index operator", category=UserWarning
@@ -233,8 +261,12 @@ def place_onnx(src: Path, dst: Path) -> list[Path]:
         return [dst]
     model = onnx.load(str(src))  # pulls the per-tensor files in
     onnx.save_model(
-        model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-        location=sidecar.name, size_threshold=1024,
+        model,
+        str(dst),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=sidecar.name,
+        size_threshold=1024,
     )
     return [dst, sidecar]
 

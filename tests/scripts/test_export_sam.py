@@ -56,16 +56,29 @@ def _tiny_sam(seed: int) -> Any:
     torch.manual_seed(seed)
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=1024, patch_size=16, embed_dim=64, depth=2, num_heads=2, mlp_ratio=4,
-            out_chans=256, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True, window_size=14, global_attn_indexes=(1,),
+            img_size=1024,
+            patch_size=16,
+            embed_dim=64,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=4,
+            out_chans=256,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=14,
+            global_attn_indexes=(1,),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
+            embed_dim=256,
+            image_embedding_size=(64, 64),
+            input_image_size=(1024, 1024),
             mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
-            transformer_dim=256, num_multimask_outputs=3, iou_head_depth=3,
+            transformer_dim=256,
+            num_multimask_outputs=3,
+            iou_head_depth=3,
             iou_head_hidden_dim=32,
             transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=64, num_heads=8),
         ),
@@ -230,8 +243,11 @@ def test_place_onnx_gathers_external_tensors(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     onnx.save_model(
-        onnx.load(str(exported["decoder"])), str(scratch / "sam.onnx"),
-        save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0,
+        onnx.load(str(exported["decoder"])),
+        str(scratch / "sam.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=0,
     )
     assert len(list(scratch.iterdir())) > 10
     dst = tmp_path / "out" / "sam.onnx"
@@ -243,6 +259,4 @@ def test_place_onnx_gathers_external_tensors(
     assert written == [dst, dst.with_name("sam.onnx.data")]
     assert sorted(p.name for p in dst.parent.iterdir()) == ["sam.onnx", "sam.onnx.data"]
     feeds = PROMPTS["box"]()
-    np.testing.assert_array_equal(
-        _session(dst).run(None, feeds)[1], decoder.run(None, feeds)[1]
-    )
+    np.testing.assert_array_equal(_session(dst).run(None, feeds)[1], decoder.run(None, feeds)[1])

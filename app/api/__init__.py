@@ -1,0 +1,1 @@
+"""HTTP layer: routes, wire schemas, dependencies, error handlers. The only FastAPI code."""

@@ -1,0 +1,47 @@
+"""POST /v1/detect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import RuntimeDep, lane
+from app.api.inputs import image_body_doc, read_image_request
+from app.api.schemas import DetectionOut, DetectJson, DetectOptions, DetectResponse
+from app.domain.detection import DetectParams
+
+router = APIRouter(prefix="/v1", tags=["detect"])
+
+
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    openapi_extra=image_body_doc(DetectJson),
+    summary="Boxes for an image",
+)
+async def detect(request: Request, runtime: RuntimeDep) -> DetectResponse:
+    """Upload an image (multipart `file`, or JSON `image` in base64) and get labelled boxes
+    `[x1, y1, x2, y2]` in the image's own pixels, best first."""
+    s = runtime.settings
+    image, opts = await read_image_request(request, DetectOptions, s.max_upload_bytes)
+    assert image is not None
+    result = await runtime.detection.detect(
+        image,
+        DetectParams(
+            model=opts.model or s.default_detector,
+            score_threshold=opts.score_threshold,
+            iou_threshold=opts.iou_threshold,
+            max_detections=opts.max_detections,
+            classes=frozenset(opts.classes) if opts.classes is not None else None,
+            lane=lane(opts.priority),
+        ),
+    )
+    return DetectResponse(
+        model=result.model,
+        version=result.version,
+        width=result.width,
+        height=result.height,
+        detections=[
+            DetectionOut(label=d.label, score=d.score, box=d.box) for d in result.detections
+        ],
+        timings=result.timings,
+    )

@@ -1,0 +1,88 @@
+"""POST /v1/sam/embed and /v1/sam/segment."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import RuntimeDep, lane
+from app.api.inputs import image_body_doc, read_image_request
+from app.api.schemas import (
+    EmbedJson,
+    EmbedOptions,
+    EmbedResponse,
+    MaskOut,
+    RleOut,
+    SegmentJson,
+    SegmentOptions,
+    SegmentResponse,
+)
+from app.domain.prompts import Point, Prompt
+
+router = APIRouter(prefix="/v1/sam", tags=["sam"])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    openapi_extra=image_body_doc(EmbedJson),
+    summary="Compute (or reuse) an image's SAM embedding",
+)
+async def embed(request: Request, runtime: RuntimeDep) -> EmbedResponse:
+    """Run the image encoder once per distinct image (keyed by model and the bytes' sha256);
+    later calls with the same bytes return the cached `embedding_id` at once."""
+    s = runtime.settings
+    image, opts = await read_image_request(request, EmbedOptions, s.max_upload_bytes)
+    assert image is not None
+    r = await runtime.segmentation.embed(image, opts.model or s.default_sam, lane(opts.priority))
+    return EmbedResponse(
+        embedding_id=r.embedding_id, model=r.model, width=r.width, height=r.height,
+        cached=r.cached, timings=r.timings,
+    )
+
+
+@router.post(
+    "/segment",
+    response_model=SegmentResponse,
+    openapi_extra=image_body_doc(SegmentJson),
+    summary="A mask from clicks and/or a box",
+)
+async def segment(request: Request, runtime: RuntimeDep) -> SegmentResponse:
+    """Prompts on a cached embedding (`embedding_id`) or an image: points `{x, y, positive}`
+    and/or a box `[x1, y1, x2, y2]` in pixels; `mask_id` refines an earlier mask. The mask comes
+    back as COCO RLE with its bbox, area, predicted IoU and, on request, polygons."""
+    s = runtime.settings
+    image, opts = await read_image_request(
+        request, SegmentOptions, s.max_upload_bytes, image_required=False
+    )
+    prompt = Prompt(
+        points=tuple(Point(p.x, p.y, p.positive) for p in opts.points),
+        box=opts.box,
+    )
+    r = await runtime.segmentation.segment(
+        prompt,
+        opts.model or s.default_sam,
+        embedding_id=opts.embedding_id,
+        image=image,
+        mask_id=opts.mask_id,
+        polygons=opts.polygons,
+        lane=lane(opts.priority),
+    )
+    return SegmentResponse(
+        embedding_id=r.embedding_id,
+        model=r.model,
+        width=r.width,
+        height=r.height,
+        encoder_cached=r.encoder_cached,
+        masks=[
+            MaskOut(
+                mask_id=m.mask_id,
+                rle=RleOut.model_validate(m.rle),
+                bbox=m.bbox,
+                area=m.area,
+                predicted_iou=m.predicted_iou,
+                polygons=m.polygons,
+            )
+            for m in r.masks
+        ],
+        timings=r.timings,
+    )

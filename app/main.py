@@ -1,0 +1,43 @@
+"""`create_app(settings)` -> FastAPI. Nothing heavy happens at import; the lifespan owns the
+runtime: build, load and warm up the models, serve, then drain the batchers on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import errors
+from app.api.middleware import MetricsMiddleware
+from app.api.routes import detect, ner, sam, system
+from app.config import Settings
+from app.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The HTTP app. Pass `runtime` to share one already built (the CLI and tests do)."""
+    rt = runtime or Runtime(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not rt.started:
+            await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(
+        title="Prelabel",
+        version=__version__,
+        summary="Model-assisted labeling: boxes, SAM masks and NER spans.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    errors.install(app)
+    for module in (detect, sam, ner, system):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
+    return app
