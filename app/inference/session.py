@@ -85,13 +85,15 @@ def create_session(path: Path, opts: SessionOptions) -> Any:
     # Spinning worker threads burn the cores the HTTP stack and the other pipelines need.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=so, providers=_providers(opts))
+    available = ort.get_available_providers()
+    providers = [p for p in _providers(opts) if (p if isinstance(p, str) else p[0]) in available]
+    session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
     active = session.get_providers()
     on_gpu = any(p in active for p in GPU_PROVIDERS)
     if opts.policy == "require-gpu" and not on_gpu:
         raise ProviderUnavailable(
             f"provider policy require-gpu, but ONNX Runtime runs {path.name} on {active} "
-            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu with CUDA "
+            f"(available: {available}); install onnxruntime-gpu with CUDA "
             "or set PRELABEL_PROVIDER=prefer-gpu / cpu"
         )
     if opts.policy == "prefer-gpu" and not on_gpu:

@@ -29,7 +29,7 @@ if importlib.util.find_spec("segment_anything") is None:
     pytest.skip("segment-anything is not installed (the export extra)", allow_module_level=True)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "export_sam_onnx.py"
-# Measured differences are ~4e-6 (float32 reassociation); a wrong graph is off by > 0.1.
+# Measured differences are up to 1e-5 (float32 reassociation); a wrong graph is off by > 0.1.
 RTOL = ATOL = 1e-4
 Feeds = dict[str, np.ndarray]
 
@@ -259,4 +259,5 @@ def test_place_onnx_gathers_external_tensors(
     assert written == [dst, dst.with_name("sam.onnx.data")]
     assert sorted(p.name for p in dst.parent.iterdir()) == ["sam.onnx", "sam.onnx.data"]
     feeds = PROMPTS["box"]()
-    np.testing.assert_array_equal(_session(dst).run(None, feeds)[1], decoder.run(None, feeds)[1])
+    for got, expected in zip(_session(dst).run(None, feeds), decoder.run(None, feeds), strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -1,0 +1,676 @@
+"""Benchmark: NanoDet-g detection in-process (the limit) and served over HTTP (what users get).
+
+Run from the project root with the project's venv (`.venv/bin/python scripts/bench_detect.py`);
+`--quick` for a smoke run, `--json PATH` to keep the numbers.
+
+Methodology
+-----------
+Images: JPEG encodings (Pillow, quality 90, 4:2:0) of scikit-image sample images, 300x451 to
+872x1000 pixels, held in memory as bytes and used round-robin in the same order everywhere.
+
+In-process (no HTTP), through the project's own classes (`Manifest`, `create_session`,
+`NanoDet`, `decode_image`, `select`) with the service's thresholds (score 0.35, IoU 0.5):
+
+- "1 session x 2 threads, batch B": one thread loops JPEG decode + preprocess of B images,
+  `run_batch` (forward + postprocess), then NMS per image. Decode and inference are serial here,
+  so the second core idles while one image is decoded (that is what this configuration is).
+- "2 pipelines x 1 thread, batch B": two threads, each with its own 1-thread session, each
+  looping decode -> preprocess -> run -> postprocess, as two independent pipelines.
+- "model-only": `session.run` on already preprocessed tensors of the same images, same
+  session/thread layout.
+
+Each configuration gets one untimed warm-up batch, then runs until it has both spent
+`min_seconds` and done `min_images`; images/s = images / wall time. The best end-to-end
+images/s of all rows is "the in-process limit" the served numbers are divided by. Model-only
+rows are for reference (they exclude decoding, which the service must do).
+
+Served: `prelabel serve` is started as a subprocess on a free port with only `nanodet-g` loaded
+(PRELABEL_MODELS='["nanodet-g"]'; the plain `nanodet-g` is rejected by pydantic-settings, which
+parses list settings from the environment as JSON), PRELABEL_DEFAULT_SAM= and
+PRELABEL_DEFAULT_NER=, once with batching on (default) and once with PRELABEL_BATCHING=false,
+restarted in between. The load generator is a separate process (this script with `--_client`),
+so its interpreter and GIL are not the orchestrator's; it posts multipart JPEG uploads to
+/v1/detect with `httpx.AsyncClient`, `concurrency` requests in flight, after a warm-up of
+max(8, 2 x concurrency) requests at the same concurrency. Throughput = measured requests / wall
+time from the first send to the last reply; p50/p99 are client-side latencies (numpy linear
+interpolation; with ~160 requests p99 is about the second-worst request). /metrics is read
+right before and after each measured run, so batch sizes, batch compute time, queue wait and
+server-side request time are deltas over the measured requests only.
+
+CPU accounting, and why it matters here: the machine has 2 cores and the HTTP client needs
+CPU too (JSON parsing, multipart encoding, the event loop), taken from the same 2 cores as the
+server. So served throughput below the in-process limit is partly the client's cost, which a
+real deployment would put on another machine. Every run reports, from /proc, the cores used by
+the server, the client and everything else on the machine ("other": other users' jobs, which
+make every number here noisier and lower; a run with "other" well above 0.1 cores is not clean).
+
+Targets (from the issue), printed beside the results: at concurrency 16, served throughput at
+least 0.95 x the in-process limit with p99 under 589 ms; at concurrency 1, p50 at most 30 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+PROJECT = Path(__file__).resolve().parent.parent
+SAMPLE_NAMES = (
+    "astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "logo",
+    "hubble_deep_field", "camera",
+)
+SCORE, IOU, MAX_DET = 0.35, 0.5, 100  # the service's DetectParams defaults
+TARGET_RATIO, TARGET_P99_MS, TARGET_P50_C1_MS = 0.95, 589.0, 30.0
+
+
+# -- shared harness (bench_sam.py imports these) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    name: str
+    width: int
+    height: int
+    jpeg: bytes
+
+
+def sample_jpegs(names: Sequence[str] = SAMPLE_NAMES, quality: int = 90) -> list[SampleImage]:
+    """scikit-image samples as RGB JPEG bytes (grey -> 3 channels, RGBA -> alpha dropped)."""
+    import skimage.data
+    from PIL import Image
+
+    out = []
+    for name in names:
+        arr = np.asarray(getattr(skimage.data, name)())
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        arr = np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
+        out.append(SampleImage(name, arr.shape[1], arr.shape[0], buf.getvalue()))
+    return out
+
+
+def percentiles(values_ms: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values_ms, dtype=np.float64)
+    if a.size == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "mean": float("nan")}
+    p50, p99 = np.percentile(a, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(a.max()), "mean": float(a.mean())}
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_busy_ticks() -> int | None:
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in fields[:8]]
+    return sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
+
+
+def _pid_ticks(pid: int) -> int | None:
+    """utime + stime of every thread of `pid`, in clock ticks."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(rest[11]) + int(rest[12])
+
+
+class CpuMeter:
+    """Cores used during a measured span, from /proc: per named process and by everyone else."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._t0 = time.perf_counter()
+        self._machine0 = _machine_busy_ticks()
+        self._pid0 = {k: _pid_ticks(p) for k, p in pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = max(time.perf_counter() - self._t0, 1e-9)
+        machine1 = _machine_busy_ticks()
+        cores: dict[str, float] = {}
+        ours = 0.0
+        for k, p in self.pids.items():
+            a, b = self._pid0[k], _pid_ticks(p)
+            if a is not None and b is not None:
+                cores[k] = (b - a) / _TICK / wall
+                ours += cores[k]
+        if self._machine0 is not None and machine1 is not None:
+            cores["machine"] = (machine1 - self._machine0) / _TICK / wall
+            cores["other"] = max(0.0, cores["machine"] - ours)
+        return cores
+
+
+def cpu_text(cores: dict[str, float], *keys: str) -> str:
+    return " / ".join(f"{cores[k]:.2f}" if k in cores else "-" for k in keys)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def default_prelabel() -> Path:
+    return Path(sys.executable).with_name("prelabel")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    startup_s: float
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@contextmanager
+def serve(
+    prelabel: Path, env_overrides: dict[str, str], log_dir: Path, ready_timeout_s: float = 180.0
+) -> Iterator[Server]:
+    """Start `prelabel serve` on a free port, yield once GET /readyz is 200, always stop it."""
+    port = free_port()
+    env = {**os.environ, **env_overrides}
+    log_path = log_dir / f"server-{port}.log"
+    t0 = time.perf_counter()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(prelabel), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path, 0.0)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {proc.returncode} before ready:\n{server.log_tail()}"
+                )
+            if time.perf_counter() - t0 > ready_timeout_s:
+                raise RuntimeError(f"server not ready after {ready_timeout_s} s:\n"
+                                   f"{server.log_tail()}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        server.startup_s = time.perf_counter() - t0
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    text = httpx.get(f"{url}/metrics", timeout=10.0).text
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = float(s.value)
+    return out
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples called `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= lab)
+
+
+def hist_mean(before: Samples, after: Samples, name: str, **labels: str) -> tuple[float, float]:
+    """(count, mean) of a histogram's observations between two scrapes."""
+    n = metric(after, f"{name}_count", **labels) - metric(before, f"{name}_count", **labels)
+    s = metric(after, f"{name}_sum", **labels) - metric(before, f"{name}_sum", **labels)
+    return n, (s / n if n else float("nan"))
+
+
+def make_console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=150)
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return "-" if v != v else f"{v:.{digits}f}"  # NaN -> "-"
+
+
+def verdict(ok: bool) -> str:
+    return "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
+
+
+# -- in-process ----------------------------------------------------------------------------------
+
+
+@dataclass
+class InProcessRow:
+    config: str
+    batch: int
+    sessions: int
+    threads_per_session: int
+    images_per_s: float
+    model_only_images_per_s: float
+    decode_pre_ms_per_image: float
+    images: int
+    seconds: float
+    other_cores: float
+
+
+def _detector(threads: int) -> Any:
+    from app.config import PROJECT_MODEL_DIR
+    from app.inference.detectors import NanoDet
+    from app.inference.manifest import Manifest
+    from app.inference.session import SessionOptions, create_session
+
+    manifest = Manifest.load(PROJECT_MODEL_DIR)
+    spec = manifest.get("nanodet-g")
+    session = create_session(manifest.path(spec, "onnx"), SessionOptions("cpu", threads))
+    return NanoDet(session, spec.input, manifest.labels(spec))
+
+
+class _Pipeline:
+    """decode -> preprocess -> run_batch -> NMS over `images`, round-robin from `start`."""
+
+    def __init__(self, det: Any, images: Sequence[SampleImage], batch: int, start: int) -> None:
+        from app.domain.images import ImageLimits
+
+        self.det, self.images, self.batch, self.i = det, images, batch, start
+        self.limits = ImageLimits(20 * 1024 * 1024, 40_000_000)
+        self.done = 0
+        self.decode_s = 0.0
+
+    def step(self) -> None:
+        from app.domain.boxes import select
+        from app.domain.images import decode_image
+
+        t0 = time.perf_counter()
+        items = []
+        for _ in range(self.batch):
+            img = self.images[self.i % len(self.images)]
+            self.i += 1
+            items.append(self.det.preprocess(decode_image(img.jpeg, self.limits), SCORE))
+        self.decode_s += time.perf_counter() - t0
+        for cands in self.det.run_batch(items):
+            select(cands, self.det.labels, SCORE, IOU, MAX_DET)
+        self.done += self.batch
+
+
+def _timed_parallel(
+    steps: Sequence[Callable[[], int]], min_s: float, min_images: int
+) -> tuple[int, float, float]:
+    """Run each `step` (returns images done) in its own thread until both limits are met
+    (counted over all threads); return (images, wall seconds, other cores)."""
+    for step in steps:  # warm-up, untimed
+        step()
+    done = [0] * len(steps)
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def loop(k: int) -> None:
+        while not stop.is_set():
+            done[k] += steps[k]()
+
+    meter = CpuMeter({"bench": os.getpid()})
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(len(steps))]
+    for t in threads:
+        t.start()
+    while time.perf_counter() - t0 < min_s or sum(done) < min_images:
+        time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return sum(done), wall, meter.stop().get("other", float("nan"))
+
+
+def _model_only(dets: Sequence[Any], tensors: Any, batch: int, min_s: float, min_img: int) -> float:
+    def make(det: Any, offset: int) -> Callable[[], int]:
+        idx = [(offset + j) % len(tensors) for j in range(batch)]
+        x = np.ascontiguousarray(tensors[idx])
+
+        def step() -> int:
+            det.forward(x)
+            return batch
+
+        return step
+
+    n, wall, _ = _timed_parallel([make(d, k) for k, d in enumerate(dets)], min_s, min_img)
+    return n / wall
+
+
+def run_inprocess(
+    images: Sequence[SampleImage], batches: Sequence[int], pipeline_batches: Sequence[int],
+    min_s: float, min_images: int, log: Callable[[str], None],
+) -> list[InProcessRow]:
+    from app.domain.images import ImageLimits, decode_image
+
+    limits = ImageLimits(20 * 1024 * 1024, 40_000_000)
+    rows: list[InProcessRow] = []
+    det2 = _detector(2)
+    tensors = np.stack([det2.preprocess(decode_image(i.jpeg, limits), SCORE).tensor
+                        for i in images])
+    for b in batches:
+        log(f"in-process: 1 session x 2 threads, batch {b}")
+        p = _Pipeline(det2, images, b, 0)
+
+        def one(p: _Pipeline = p) -> int:
+            p.step()
+            return p.batch
+
+        n, wall, other = _timed_parallel([one], min_s, max(min_images, 2 * b))
+        model = _model_only([det2], tensors, b, min_s, max(min_images, 2 * b))
+        rows.append(InProcessRow("1 session x 2 threads", b, 1, 2, n / wall, model,
+                                 p.decode_s / p.done * 1000, n, wall, other))
+    dets1 = [_detector(1), _detector(1)]
+    for b in pipeline_batches:
+        log(f"in-process: 2 pipelines x 1 thread, batch {b}")
+        pipes = [_Pipeline(d, images, b, k * len(images) // 2) for k, d in enumerate(dets1)]
+
+        def make(p: _Pipeline) -> Callable[[], int]:
+            def step() -> int:
+                p.step()
+                return p.batch
+
+            return step
+
+        n, wall, other = _timed_parallel([make(p) for p in pipes], min_s,
+                                         max(min_images, 4 * b))
+        model = _model_only(dets1, tensors, b, min_s, max(min_images, 4 * b))
+        dec_ms = sum(p.decode_s for p in pipes) / sum(p.done for p in pipes) * 1000
+        rows.append(InProcessRow("2 pipelines x 1 thread", b, 2, 1, n / wall, model, dec_ms,
+                                 n, wall, other))
+    return rows
+
+
+# -- served: the load-generator subprocess -------------------------------------------------------
+
+
+async def _drive(url: str, files: list[tuple[str, bytes]], concurrency: int, n: int,
+                 offset: int) -> tuple[list[float], Counter[str], float]:
+    lat: list[float] = []
+    errors: Counter[str] = Counter()
+    nxt = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=120.0) as client:
+
+        async def worker() -> None:
+            nonlocal nxt
+            while nxt < n:
+                i = nxt
+                nxt += 1
+                name, data = files[(offset + i) % len(files)]
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(url, files={"file": (name, data, "image/jpeg")})
+                    r.read()
+                    if r.status_code != 200:
+                        errors[str(r.status_code)] += 1
+                        continue
+                except httpx.HTTPError as e:
+                    errors[type(e).__name__] += 1
+                    continue
+                lat.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return lat, errors, wall
+
+
+def client_main() -> None:
+    """`--_client`: read a config line, warm up, say "warm", wait for "go", measure, report."""
+    cfg = json.loads(sys.stdin.readline())
+    files = [(Path(p).name, Path(p).read_bytes()) for p in cfg["images"]]
+    url, c = cfg["url"], int(cfg["concurrency"])
+    asyncio.run(_drive(url, files, c, int(cfg["warmup"]), 0))
+    print("warm", flush=True)
+    sys.stdin.readline()
+    cpu0 = time.process_time()
+    lat, errors, wall = asyncio.run(_drive(url, files, c, int(cfg["requests"]), 0))
+    cpu = time.process_time() - cpu0
+    print(json.dumps({"latencies_ms": lat, "errors": dict(errors), "wall_s": wall,
+                      "client_cpu_s": cpu}), flush=True)
+    sys.stdin.read()  # stay alive until the parent has read our CPU time from /proc
+
+
+@dataclass
+class ServedRow:
+    batching: bool
+    concurrency: int
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    images_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_batch: float
+    batches: float
+    batch_compute_ms: float
+    queue_wait_ms: float
+    server_request_ms: float
+    client_cpu_ms_per_request: float
+    cores: dict[str, float] = field(default_factory=dict)
+    ratio_to_limit: float = float("nan")
+
+
+def run_served_level(server: Server, image_paths: list[str], batching: bool, concurrency: int,
+                     requests: int) -> ServedRow:
+    client = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--_client"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT,
+    )
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        client.stdin.write(json.dumps({
+            "url": f"{server.url}/v1/detect", "images": image_paths, "concurrency": concurrency,
+            "requests": requests, "warmup": max(8, 2 * concurrency),
+        }) + "\n")
+        client.stdin.flush()
+        if client.stdout.readline().strip() != "warm":
+            raise RuntimeError("load generator failed during warm-up")
+        before = scrape(server.url)
+        meter = CpuMeter({"server": server.proc.pid, "client": client.pid, "bench": os.getpid()})
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        line = client.stdout.readline()
+        cores = meter.stop()
+        after = scrape(server.url)
+        if not line:
+            raise RuntimeError("load generator died while measuring")
+        res = json.loads(line)
+    finally:
+        if client.stdin and not client.stdin.closed:
+            client.stdin.close()
+        client.wait(timeout=30)
+    lat = res["latencies_ms"]
+    pct = percentiles(lat)
+    batches, mean_batch = hist_mean(before, after, "prelabel_batch_size", model="nanodet-g")
+    _, compute = hist_mean(before, after, "prelabel_compute_seconds", model="nanodet-g")
+    _, wait = hist_mean(before, after, "prelabel_queue_wait_seconds", model="nanodet-g")
+    _, req = hist_mean(before, after, "prelabel_request_seconds", route="/v1/detect")
+    return ServedRow(
+        batching, concurrency, requests, len(lat), res["errors"], len(lat) / res["wall_s"],
+        pct["p50"], pct["p99"], pct["max"], mean_batch, batches, compute * 1000, wait * 1000,
+        req * 1000, res["client_cpu_s"] / max(1, requests) * 1000, cores,
+    )
+
+
+def run_served(prelabel: Path, images: Sequence[SampleImage], levels: Sequence[int],
+               requests: int, work: Path, log: Callable[[str], None]) -> list[ServedRow]:
+    paths = []
+    for k, img in enumerate(images):
+        p = work / f"{k:02d}-{img.name}.jpg"
+        p.write_bytes(img.jpeg)
+        paths.append(str(p))
+    rows = []
+    for batching in (True, False):
+        env = {
+            "PRELABEL_MODELS": '["nanodet-g"]', "PRELABEL_DEFAULT_DETECTOR": "nanodet-g",
+            "PRELABEL_DEFAULT_SAM": "", "PRELABEL_DEFAULT_NER": "",
+            "PRELABEL_BATCHING": "true" if batching else "false", "PRELABEL_LOG_LEVEL": "warning",
+        }
+        log(f"starting server (batching={'on' if batching else 'off'})")
+        with serve(prelabel, env, work) as server:
+            log(f"server ready in {server.startup_s:.1f} s at {server.url}")
+            for c in levels:
+                log(f"served: batching={'on' if batching else 'off'}, concurrency {c}, "
+                    f"{requests} requests")
+                rows.append(run_served_level(server, paths, batching, c, requests))
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def print_report(console: Console, images: Sequence[SampleImage], inproc: list[InProcessRow],
+                 served: list[ServedRow], limit: float, meta: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]NanoDet-g benchmark[/bold]  cores={meta['cores']}  onnxruntime={meta['ort']}  "
+        f"load avg at start={meta['loadavg']}  images: "
+        + ", ".join(f"{i.name} {i.width}x{i.height} {len(i.jpeg) // 1024} KiB" for i in images)
+    )
+    if inproc:
+        t = Table(title="In-process (decode + preprocess + inference + postprocess + NMS)")
+        for col in ("config", "batch", "img/s end-to-end", "img/s model-only",
+                    "decode+pre ms/img", "images", "s", "other cores"):
+            t.add_column(col, justify="left" if col == "config" else "right")
+        best = max(inproc, key=lambda r: r.images_per_s)
+        for r in inproc:
+            mark = " *" if r is best else ""
+            t.add_row(r.config + mark, str(r.batch), fmt(r.images_per_s),
+                      fmt(r.model_only_images_per_s), fmt(r.decode_pre_ms_per_image),
+                      str(r.images), fmt(r.seconds), fmt(r.other_cores, 2))
+        console.print(t)
+        console.print(f"In-process limit (best end-to-end row, marked *): [bold]{limit:.1f} "
+                      f"img/s[/bold] ({best.config}, batch {best.batch})")
+    if not served:
+        return
+    t = Table(title="Served: POST /v1/detect, multipart JPEG, client in a separate process")
+    for col in ("batching", "conc", "ok/req", "errors", "img/s", "x limit", "p50 ms", "p99 ms",
+                "max ms", "target"):
+        t.add_column(col, justify="right")
+    for r in served:
+        target = "-"
+        if r.concurrency == 16:
+            ok = r.ratio_to_limit >= TARGET_RATIO and r.p99_ms < TARGET_P99_MS
+            target = f">={TARGET_RATIO}x & p99<{TARGET_P99_MS:.0f}: {verdict(ok)}"
+        elif r.concurrency == 1:
+            target = f"p50<={TARGET_P50_C1_MS:.0f}: {verdict(r.p50_ms <= TARGET_P50_C1_MS)}"
+        t.add_row("on" if r.batching else "off", str(r.concurrency), f"{r.ok}/{r.requests}",
+                  ",".join(f"{k}:{v}" for k, v in r.errors.items()) or "0",
+                  fmt(r.images_per_s), fmt(r.ratio_to_limit, 2), fmt(r.p50_ms), fmt(r.p99_ms),
+                  fmt(r.max_ms), target)
+    console.print(t)
+    t = Table(title="Served: scheduler (from /metrics deltas) and CPU (cores, from /proc)")
+    for col in ("batching", "conc", "batches", "mean batch", "batch compute ms",
+                "queue wait ms", "server req ms", "client CPU ms/req",
+                "cores server/client/other", "machine busy"):
+        t.add_column(col, justify="right")
+    for r in served:
+        t.add_row("on" if r.batching else "off", str(r.concurrency), fmt(r.batches, 0),
+                  fmt(r.mean_batch, 2), fmt(r.batch_compute_ms), fmt(r.queue_wait_ms),
+                  fmt(r.server_request_ms), fmt(r.client_cpu_ms_per_request),
+                  cpu_text(r.cores, "server", "client", "other"),
+                  cpu_text(r.cores, "machine"))
+    console.print(t)
+    console.print(
+        "Note: the load generator runs on the same 2 cores as the server; its CPU (column "
+        "'client') is taken from the service, so served/limit ratios here understate what a "
+        "remote client would see. 'other' is CPU used by unrelated processes during the run."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="measured requests per concurrency level (default 160, quick 24)")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--prelabel", type=Path, default=default_prelabel(),
+                        help="the prelabel CLI (default: next to this Python)")
+    parser.add_argument("--skip-inprocess", action="store_true")
+    parser.add_argument("--skip-served", action="store_true")
+    parser.add_argument("--_client", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._client:
+        client_main()
+        return
+
+    from app.inference.session import usable_cores
+
+    console = make_console()
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - t_start:6.1f}s  {msg}[/dim]")
+
+    requests = args.requests or (24 if args.quick else 160)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    min_s, min_images = (1.0, 8) if args.quick else (3.0, 32)
+    import onnxruntime
+
+    meta: dict[str, Any] = {
+        "cores": usable_cores(), "ort": onnxruntime.__version__,
+        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()), "quick": args.quick,
+        "requests": requests,
+    }
+    images = sample_jpegs()
+    inproc: list[InProcessRow] = []
+    if not args.skip_inprocess:
+        inproc = run_inprocess(images, (1, 2, 4, 8, 16), (1, 4, 16), min_s, min_images, log)
+    limit = max((r.images_per_s for r in inproc), default=float("nan"))
+    served: list[ServedRow] = []
+    if not args.skip_served:
+        with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
+            served = run_served(args.prelabel, images, levels, requests, Path(tmp), log)
+        for r in served:
+            r.ratio_to_limit = r.images_per_s / limit
+    meta["wall_s"] = round(time.perf_counter() - t_start, 1)
+    print_report(console, images, inproc, served, limit, meta)
+    console.print(f"total wall time {meta['wall_s']} s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "meta": meta, "in_process_limit_images_per_s": limit,
+            "in_process": [asdict(r) for r in inproc], "served": [asdict(r) for r in served],
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

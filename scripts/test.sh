@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (dependencies with the dev and export extras, model files),
+# then lint, type-check and run the whole test suite. This is the README's test command and
+# what CI runs. pytest's "no tests ran" (exit 5) counts as a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PRELABEL_EXTRAS="${PRELABEL_EXTRAS:-cpu,dev,export}" bash scripts/setup.sh
+
+echo "== ruff"
+.venv/bin/ruff check app tests scripts
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+rc=0
+.venv/bin/pytest "$@" || rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$rc"

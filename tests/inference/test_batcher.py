@@ -1,0 +1,206 @@
+"""The scheduler, on a deterministic fake model whose timing the tests control with events."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from app.errors import DeadlineExceeded, NotReady, Overloaded
+from app.inference.batcher import BatchConfig, Batcher, Lane
+
+
+class FakeModel:
+    """Doubles numbers; records every batch; can be held on a gate to build up a queue.
+    A negative input fails (as an item-level error), 13 raises from the whole batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(list(items))
+        if 13 in items:
+            raise RuntimeError("poisoned batch")
+        return [ValueError(f"bad {x}") if x < 0 else 2 * x for x in items]
+
+
+def make(model: FakeModel, **kw: float) -> Batcher[int, int]:
+    opts = {"max_batch_size": 4, "max_wait_ms": 0.0, "max_queue": 64, **kw}
+    cfg = BatchConfig(**opts)  # type: ignore[arg-type]
+    b: Batcher[int, int] = Batcher("fake", model, cfg)
+    b.start()
+    return b
+
+
+def hold(model: FakeModel, b: Batcher[int, int]) -> None:
+    """Occupy the single worker with item 0 so later submissions queue up."""
+    model.gate.clear()
+    model.entered.clear()
+    b.submit_future(0)
+    assert model.entered.wait(5)
+
+
+def test_results_follow_their_items_in_order() -> None:
+    model = FakeModel()
+    b = make(model)
+    try:
+        hold(model, b)
+        futs = [b.submit_future(i) for i in range(1, 10)]
+        model.gate.set()
+        assert [f.result(5) for f in futs] == [2 * i for i in range(1, 10)]
+        flat = [x for batch in model.batches for x in batch]
+        assert flat == list(range(10))  # FIFO within a lane
+    finally:
+        b.stop()
+
+
+def test_queued_items_form_full_batches() -> None:
+    model = FakeModel()
+    b = make(model)
+    try:
+        hold(model, b)
+        futs = [b.submit_future(i) for i in range(1, 9)]
+        model.gate.set()
+        for f in futs:
+            f.result(5)
+        assert [len(x) for x in model.batches] == [1, 4, 4]
+    finally:
+        b.stop()
+
+
+def test_max_wait_lets_a_batch_fill() -> None:
+    model = FakeModel()
+    b = make(model, max_wait_ms=5000.0, max_batch_size=3)
+    try:
+        futs = [b.submit_future(i) for i in (1, 2, 3)]  # full before the wait runs out
+        assert [f.result(5) for f in futs] == [2, 4, 6]
+        assert model.batches == [[1, 2, 3]]
+    finally:
+        b.stop()
+
+
+def test_interactive_lane_goes_before_bulk_backlog() -> None:
+    model = FakeModel()
+    b = make(model, max_batch_size=2)
+    try:
+        hold(model, b)
+        bulk = [b.submit_future(100 + i, Lane.BULK) for i in range(6)]
+        click = b.submit_future(7, Lane.INTERACTIVE)
+        model.gate.set()
+        assert click.result(5) == 14
+        for f in bulk:
+            f.result(5)
+        assert model.batches[1][0] == 7  # first batch after the held one leads with the click
+        assert model.batches[1] == [7, 100]
+    finally:
+        b.stop()
+
+
+def test_full_lane_is_rejected_with_retry_after_and_other_lane_still_accepts() -> None:
+    model = FakeModel()
+    b = make(model, max_queue=2)
+    try:
+        hold(model, b)
+        b.submit_future(1, Lane.BULK)
+        b.submit_future(2, Lane.BULK)
+        with pytest.raises(Overloaded) as err:
+            b.submit_future(3, Lane.BULK)
+        assert err.value.headers["Retry-After"] == "1"
+        ok = b.submit_future(4, Lane.INTERACTIVE)
+        model.gate.set()
+        assert ok.result(5) == 8
+    finally:
+        b.stop()
+
+
+def test_expired_items_are_never_computed() -> None:
+    model = FakeModel()
+    b = make(model)
+    try:
+        hold(model, b)
+        late = b.submit_future(5, timeout=0.0)
+        fine = b.submit_future(6, timeout=30.0)
+        model.gate.set()
+        with pytest.raises(DeadlineExceeded):
+            late.result(5)
+        assert fine.result(5) == 12
+        assert all(5 not in batch for batch in model.batches)
+    finally:
+        b.stop()
+
+
+def test_async_submit_times_out_and_cancels_its_item() -> None:
+    model = FakeModel()
+    b = make(model)
+
+    async def scenario() -> None:
+        hold(model, b)
+        with pytest.raises(DeadlineExceeded):
+            await b.submit(9, timeout=0.01)
+        model.gate.set()
+        assert await b.submit(10, timeout=5) == 20
+
+    try:
+        asyncio.run(scenario())
+        assert all(9 not in batch for batch in model.batches)
+    finally:
+        b.stop()
+
+
+def test_one_bad_item_does_not_fail_its_batch_mates() -> None:
+    model = FakeModel()
+    b = make(model)
+    try:
+        hold(model, b)
+        futs = [b.submit_future(x) for x in (1, -1, 2)]
+        poisoned = [b.submit_future(x) for x in (3, 13, 4)]
+        model.gate.set()
+        assert futs[0].result(5) == 2 and futs[2].result(5) == 4
+        with pytest.raises(ValueError):
+            futs[1].result(5)
+        assert poisoned[0].result(5) == 6 and poisoned[2].result(5) == 8
+        with pytest.raises(RuntimeError):
+            poisoned[1].result(5)
+    finally:
+        b.stop()
+
+
+def test_stop_drains_queued_work_then_refuses_new_work() -> None:
+    model = FakeModel()
+    b = make(model)
+    hold(model, b)
+    futs = [b.submit_future(i) for i in range(1, 6)]
+    stopper = threading.Thread(target=b.stop)
+    stopper.start()
+    model.gate.set()
+    stopper.join(10)
+    assert [f.result(0) for f in futs] == [2, 4, 6, 8, 10]
+    with pytest.raises(NotReady):
+        b.submit_future(1)
+
+
+def test_concurrent_submitters_from_many_threads_get_their_own_results() -> None:
+    model = FakeModel()
+    b = make(model, max_batch_size=8)
+    b2: Batcher[int, int] = b
+    results: dict[int, int] = {}
+
+    def client(i: int) -> None:
+        results[i] = b2.submit_future(100 + i).result(10)
+
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert results == {i: 2 * (100 + i) for i in range(64)}
+    finally:
+        b.stop()
