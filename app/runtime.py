@@ -7,6 +7,8 @@ import asyncio
 import logging
 import time
 
+from PIL import Image
+
 from app.config import Settings
 from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
@@ -52,6 +54,9 @@ class Runtime:
             self.metrics,
         )
         limits = ImageLimits(s.max_upload_bytes, s.max_image_pixels)
+        # Pillow refuses images over 2x its global MAX_IMAGE_PIXELS before our own check runs.
+        if (Image.MAX_IMAGE_PIXELS or 0) * 2 < s.max_image_pixels:
+            Image.MAX_IMAGE_PIXELS = s.max_image_pixels
         self.embeddings: TTLCache[Embedding] = TTLCache(
             s.embedding_cache_bytes, s.embedding_ttl_s, embedding_nbytes,
             on_change=self.metrics.cache_bytes.set,

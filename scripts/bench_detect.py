@@ -166,8 +166,20 @@ class CpuMeter:
         return cores
 
 
+NOISY_OTHER_CORES = 0.15  # above this, unrelated processes took a real share of the 2 cores
+
+
 def cpu_text(cores: dict[str, float], *keys: str) -> str:
-    return " / ".join(f"{cores[k]:.2f}" if k in cores else "-" for k in keys)
+    text = " / ".join(f"{cores[k]:.2f}" if k in cores else "-" for k in keys)
+    return f"[yellow]{text} ![/yellow]" if cores.get("other", 0.0) > NOISY_OTHER_CORES else text
+
+
+def noise_warning(console: Console, others: Sequence[float]) -> None:
+    bad = sum(o > NOISY_OTHER_CORES for o in others)
+    if bad:
+        console.print(f"[yellow]! {bad} of {len(others)} measurements ran while unrelated "
+                      f"processes used more than {NOISY_OTHER_CORES} cores (marked !): those "
+                      "numbers are low and noisy.[/yellow]")
 
 
 def free_port() -> int:
@@ -329,14 +341,20 @@ class _Pipeline:
             select(cands, self.det.labels, SCORE, IOU, MAX_DET)
         self.done += self.batch
 
+    def reset(self) -> None:
+        self.done, self.decode_s = 0, 0.0
+
 
 def _timed_parallel(
-    steps: Sequence[Callable[[], int]], min_s: float, min_images: int
+    steps: Sequence[Callable[[], int]], min_s: float, min_images: int,
+    after_warmup: Callable[[], None] | None = None,
 ) -> tuple[int, float, float]:
     """Run each `step` (returns images done) in its own thread until both limits are met
     (counted over all threads); return (images, wall seconds, other cores)."""
     for step in steps:  # warm-up, untimed
         step()
+    if after_warmup is not None:
+        after_warmup()
     done = [0] * len(steps)
     stop = threading.Event()
     t0 = time.perf_counter()
@@ -392,7 +410,7 @@ def run_inprocess(
             p.step()
             return p.batch
 
-        n, wall, other = _timed_parallel([one], min_s, max(min_images, 2 * b))
+        n, wall, other = _timed_parallel([one], min_s, max(min_images, 2 * b), p.reset)
         model = _model_only([det2], tensors, b, min_s, max(min_images, 2 * b))
         rows.append(InProcessRow("1 session x 2 threads", b, 1, 2, n / wall, model,
                                  p.decode_s / p.done * 1000, n, wall, other))
@@ -408,8 +426,13 @@ def run_inprocess(
 
             return step
 
-        n, wall, other = _timed_parallel([make(p) for p in pipes], min_s,
-                                         max(min_images, 4 * b))
+        def reset(pipes: list[_Pipeline] = pipes) -> None:
+            for p in pipes:
+                p.reset()
+
+        n, wall, other = _timed_parallel(
+            [make(p) for p in pipes], min_s, max(min_images, 4 * b), reset
+        )
         model = _model_only(dets1, tensors, b, min_s, max(min_images, 4 * b))
         dec_ms = sum(p.decode_s for p in pipes) / sum(p.done for p in pipes) * 1000
         rows.append(InProcessRow("2 pipelines x 1 thread", b, 2, 1, n / wall, model, dec_ms,
@@ -571,11 +594,12 @@ def print_report(console: Console, images: Sequence[SampleImage], inproc: list[I
                     "decode+pre ms/img", "images", "s", "other cores"):
             t.add_column(col, justify="left" if col == "config" else "right")
         best = max(inproc, key=lambda r: r.images_per_s)
-        for r in inproc:
-            mark = " *" if r is best else ""
-            t.add_row(r.config + mark, str(r.batch), fmt(r.images_per_s),
-                      fmt(r.model_only_images_per_s), fmt(r.decode_pre_ms_per_image),
-                      str(r.images), fmt(r.seconds), fmt(r.other_cores, 2))
+        for ir in inproc:
+            mark = " *" if ir is best else ""
+            t.add_row(ir.config + mark, str(ir.batch), fmt(ir.images_per_s),
+                      fmt(ir.model_only_images_per_s), fmt(ir.decode_pre_ms_per_image),
+                      str(ir.images), fmt(ir.seconds),
+                      cpu_text({"other": ir.other_cores}, "other"))
         console.print(t)
         console.print(f"In-process limit (best end-to-end row, marked *): [bold]{limit:.1f} "
                       f"img/s[/bold] ({best.config}, batch {best.batch})")
@@ -664,6 +688,8 @@ def main() -> None:
             r.ratio_to_limit = r.images_per_s / limit
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
     print_report(console, images, inproc, served, limit, meta)
+    noise_warning(console, [r.other_cores for r in inproc]
+                  + [r.cores.get("other", 0.0) for r in served])
     console.print(f"total wall time {meta['wall_s']} s")
     if args.json:
         args.json.write_text(json.dumps({

@@ -38,9 +38,8 @@ def select(
         return []
     xywh = boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]  # OpenCV's NMS takes (x, y, w, h)
-    idx = cv2.dnn.NMSBoxesBatched(
-        xywh.tolist(), scores.tolist(), cls.tolist(), score_threshold, iou_threshold
-    )
+    # Scores are already filtered (>=); OpenCV keeps only scores strictly above its threshold.
+    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), 0.0, iou_threshold)
     order = sorted(np.asarray(idx, dtype=np.int64).reshape(-1), key=lambda i: -scores[i])
     return [
         Detection(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pytest
 
 from app.domain.boxes import Detection, select
 from app.inference.detectors import Candidates
@@ -69,12 +68,6 @@ def test_scores_below_threshold_are_dropped() -> None:
     assert [d.label for d in run(c, score=0.3)] == ["car", "dog"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: select() filters with score >= threshold, but OpenCV's NMSBoxesBatched "
-    "keeps only score > threshold, so a box scoring exactly the threshold is dropped",
-)
 def test_score_equal_to_threshold_is_kept() -> None:
     assert len(run(cands([((0, 0, 10, 10), 0.5, 0)]), score=0.5)) == 1
 
