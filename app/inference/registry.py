@@ -19,7 +19,12 @@ from app.inference.manifest import Manifest, ModelSpec
 from app.inference.metrics import Metrics
 from app.inference.ner import EntitySpan, SpacyNer, TokenClassifier, TokenWindow
 from app.inference.sam import DecodedMask, DecodeItem, Embedding, EncodeItem, SamDecoder, SamEncoder
-from app.inference.session import SessionOptions, active_provider, create_session
+from app.inference.session import (
+    GPU_PROVIDERS,
+    SessionOptions,
+    active_provider,
+    create_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,30 +172,36 @@ class ModelRegistry:
 
     # -- construction ----------------------------------------------------------------------------
 
-    def _config(self, spec: ModelSpec, workers: int, stage: str = "") -> tuple[BatchConfig, int]:
-        """Batch config and ORT intra-op threads for one batcher. Workers x threads never exceed
-        the cores: oversubscription is the usual way CPU serving loses throughput."""
+    def _threads(self, spec: ModelSpec) -> int:
+        """ORT intra-op threads for a model's session: all the cores by default. The session is
+        shared by the model's batcher workers; with spinning off, a lone request gets every core
+        and concurrent ones share the pool (measured on 2 cores: NanoDet 20 ms alone vs 33 ms on
+        one thread, and two workers on one 2-thread session match two 1-thread pipelines)."""
+        o = self.tuning.overrides.get(spec.name, ServingOverride())
+        return o.intra_op_threads or spec.serving.intra_op_threads or self.tuning.cores
+
+    def _config(self, spec: ModelSpec, workers: int, on_gpu: bool) -> BatchConfig:
+        """Batch config for one batcher. On CPU a batch costs as much per item as single runs
+        (and more past a few items), so batches stay small there (`cpu_max_batch_size`); on a
+        GPU they are the whole game (`max_batch_size`)."""
         t = self.tuning
         o = t.overrides.get(spec.name, ServingOverride())
-        workers = o.workers or workers
-        if t.policy == "cpu":
-            workers = min(workers, t.cores)
-        size = o.max_batch_size or spec.serving.max_batch_size
-        threads = o.intra_op_threads or spec.serving.intra_op_threads
-        cfg = BatchConfig(
+        default = spec.serving.max_batch_size if on_gpu else spec.serving.cpu_max_batch_size
+        size = o.max_batch_size or default
+        return BatchConfig(
             max_batch_size=size if t.batching else 1,
             max_wait_ms=t.max_wait_ms if o.max_wait_ms is None else o.max_wait_ms,
             max_queue=o.max_queue or t.max_queue,
-            workers=max(1, workers),
+            workers=max(1, o.workers or workers),
             retry_after_s=t.retry_after_s,
         )
-        return cfg, threads or max(1, t.cores // cfg.workers)
 
-    def _session(self, spec: ModelSpec, role: str, threads: int, state: ModelState) -> Any:
-        opts = SessionOptions(self.tuning.policy, threads, self.tuning.gpu_mem_limit_mb)
+    def _session(self, spec: ModelSpec, role: str, state: ModelState) -> tuple[Any, bool]:
+        """(session, runs on GPU)."""
+        opts = SessionOptions(self.tuning.policy, self._threads(spec), self.tuning.gpu_mem_limit_mb)
         session = create_session(self.manifest.path(spec, role), opts)
         state.provider = active_provider(session)
-        return session
+        return session, state.provider in GPU_PROVIDERS
 
     def _batcher(self, name: str, fn: Callable[..., Any], cfg: BatchConfig) -> Batcher[Any, Any]:
         return Batcher(name, fn, cfg, self.metrics.observer(name))
@@ -198,25 +209,25 @@ class ModelRegistry:
     def _build(self, spec: ModelSpec, state: ModelState) -> tuple[Loaded, list[Batcher[Any, Any]]]:
         warm = np.zeros((64, 96, 3), np.uint8)
         if spec.task == "detect":
-            cfg, threads = self._config(spec, spec.serving.workers)
-            cls = DETECTORS[spec.adapter]
-            det = cls(self._session(spec, "onnx", threads, state), spec.input,
-                      self.manifest.labels(spec))
+            session, gpu = self._session(spec, "onnx", state)
+            det = DETECTORS[spec.adapter](session, spec.input, self.manifest.labels(spec))
             det.run_batch([det.preprocess(warm, 1.0)])
-            b = self._batcher(spec.name, det.run_batch, cfg)
+            b = self._batcher(
+                spec.name, det.run_batch, self._config(spec, spec.serving.workers, gpu)
+            )
             return LoadedDetector(spec, det, b), [b]
         if spec.task == "segment":
-            ecfg, ethreads = self._config(spec, spec.serving.workers)
-            dcfg, dthreads = self._config(spec, spec.serving.decoder_workers)
-            enc = SamEncoder(self._session(spec, "encoder", ethreads, state), spec.input)
-            dec = SamDecoder(self._session(spec, "decoder", dthreads, state))
+            enc_session, gpu = self._session(spec, "encoder", state)
+            enc = SamEncoder(enc_session, spec.input)
+            dec = SamDecoder(self._session(spec, "decoder", state)[0])
+            ecfg = self._config(spec, spec.serving.workers, gpu)
+            dcfg = self._config(spec, spec.serving.decoder_workers, gpu)
             emb = enc.run_batch([enc.preprocess(warm)])[0]
             pts = np.array([[10.0, 10.0], [0.0, 0.0]], np.float32)
             dec.decode(DecodeItem(emb, pts, np.array([1.0, -1.0], np.float32)))
             eb = self._batcher(f"{spec.name}/encoder", enc.run_batch, ecfg)
             db = self._batcher(f"{spec.name}/decoder", dec.run_batch, dcfg)
             return LoadedSam(spec, enc, dec, eb, db), [eb, db]
-        cfg, threads = self._config(spec, spec.serving.workers)
         if spec.adapter == "spacy":
             assert spec.package, f"{spec.name}: a spacy model needs `package`"
             try:
@@ -228,15 +239,18 @@ class ModelRegistry:
                 ) from e
             nlp.run_batch(["Warm up."])
             state.provider = "spacy-cpu"
-            b = self._batcher(spec.name, nlp.run_batch, cfg)
+            b = self._batcher(
+                spec.name, nlp.run_batch, self._config(spec, spec.serving.workers, False)
+            )
             return LoadedNer(spec, nlp.labels, spans=b), [b]
+        session, gpu = self._session(spec, "onnx", state)
         tc = TokenClassifier(
-            self._session(spec, "onnx", threads, state),
+            session,
             self.manifest.path(spec, "tokenizer"),
             self.manifest.path(spec, "config"),
             spec.input.max_tokens,
             spec.input.stride,
         )
         tc.run_batch(["Warm up."])
-        b = self._batcher(spec.name, tc.run_batch, cfg)
+        b = self._batcher(spec.name, tc.run_batch, self._config(spec, spec.serving.workers, gpu))
         return LoadedNer(spec, tc.labels, tokens=b), [b]
