@@ -52,7 +52,11 @@ class Settings(BaseSettings):
     gpu_mem_limit_mb: int | None = Field(default=None, ge=64)
 
     batching: bool = True
-    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_wait_ms: float | None = Field(
+        default=None, ge=0, le=1000,
+        description="Wait for a batch to fill; default 0 on CPU (batches still form under load, "
+        "from whatever queued while the workers were busy), 2 ms on a GPU.",
+    )
     max_queue: int = Field(default=256, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)

@@ -38,7 +38,7 @@ class Tuning:
     policy: ProviderPolicy
     cores: int
     batching: bool
-    max_wait_ms: float
+    max_wait_ms: float | None
     max_queue: int
     retry_after_s: int
     gpu_mem_limit_mb: int | None = None
@@ -190,7 +190,7 @@ class ModelRegistry:
         size = o.max_batch_size or default
         return BatchConfig(
             max_batch_size=size if t.batching else 1,
-            max_wait_ms=t.max_wait_ms if o.max_wait_ms is None else o.max_wait_ms,
+            max_wait_ms=_first(o.max_wait_ms, t.max_wait_ms, 2.0 if on_gpu else 0.0),
             max_queue=o.max_queue or t.max_queue,
             workers=max(1, o.workers or workers),
             retry_after_s=t.retry_after_s,
@@ -254,3 +254,7 @@ class ModelRegistry:
         tc.run_batch(["Warm up."])
         b = self._batcher(spec.name, tc.run_batch, self._config(spec, spec.serving.workers, gpu))
         return LoadedNer(spec, tc.labels, tokens=b), [b]
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
