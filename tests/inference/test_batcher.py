@@ -18,6 +18,7 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.threads: list[str] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
@@ -26,6 +27,7 @@ class FakeModel:
         self.entered.set()
         self.gate.wait(10)
         self.batches.append(list(items))
+        self.threads.append(threading.current_thread().name)
         if 13 in items:
             raise RuntimeError("poisoned batch")
         return [ValueError(f"bad {x}") if x < 0 else 2 * x for x in items]
@@ -204,3 +206,20 @@ def test_concurrent_submitters_from_many_threads_get_their_own_results() -> None
         assert results == {i: 2 * (100 + i) for i in range(64)}
     finally:
         b.stop()
+
+
+def test_a_lone_request_stream_stays_on_one_worker() -> None:
+    """New work wakes the worker that went idle last, so sequential requests keep one thread
+    (and its warm caches) instead of alternating between workers."""
+    model = FakeModel()
+    b2: Batcher[int, int] = Batcher("fake2", model, BatchConfig(max_batch_size=1, workers=3))
+    b2.start()
+    try:
+        for i in range(20):
+            idle = threading.Event()
+            while b2.idle_workers < 3:  # every worker parked before the next request
+                idle.wait(0.001)
+            assert b2.submit_future(100 + i).result(5) == 2 * (100 + i)
+        assert len(set(model.threads)) == 1
+    finally:
+        b2.stop()
