@@ -13,6 +13,7 @@ import numpy as np
 
 from app.config import ProviderPolicy, ServingOverride
 from app.errors import ModelMissing, NotReady, PrelabelError, UnknownModel
+from app.inference.adaptive import AdaptiveSession
 from app.inference.batcher import BatchConfig, Batcher
 from app.inference.detectors import DETECTORS, Candidates, DetectItem, Detector
 from app.inference.manifest import Manifest, ModelSpec
@@ -196,13 +197,23 @@ class ModelRegistry:
             retry_after_s=t.retry_after_s,
         )
 
-    def _session(self, spec: ModelSpec, role: str, state: ModelState) -> tuple[Any, bool]:
-        """(session, runs on GPU)."""
+    def _session(
+        self, spec: ModelSpec, role: str, state: ModelState, workers: int = 1
+    ) -> tuple[Any, bool]:
+        """(session, runs on GPU). On CPU with several workers, an `AdaptiveSession`: all the
+        cores for a call that runs alone, a share of them when calls overlap."""
         threads = self.intra_op_threads(spec)
+        path = self.manifest.path(spec, role)
         opts = SessionOptions(self.tuning.policy, threads, self.tuning.gpu_mem_limit_mb)
-        session = create_session(self.manifest.path(spec, role), opts)
+        session = create_session(path, opts)
         state.provider = active_provider(session)
-        return session, state.provider in GPU_PROVIDERS
+        on_gpu = state.provider in GPU_PROVIDERS
+        o = self.tuning.overrides.get(spec.name, ServingOverride())
+        workers = o.workers or workers
+        if on_gpu or workers < 2 or threads < 2:
+            return session, on_gpu
+        share = SessionOptions("cpu", max(1, threads // workers))
+        return AdaptiveSession(session, create_session(path, share)), False
 
     def _batcher(self, name: str, fn: Callable[..., Any], cfg: BatchConfig) -> Batcher[Any, Any]:
         return Batcher(name, fn, cfg, self.metrics.observer(name))
@@ -210,7 +221,7 @@ class ModelRegistry:
     def _build(self, spec: ModelSpec, state: ModelState) -> tuple[Loaded, list[Batcher[Any, Any]]]:
         warm = np.zeros((64, 96, 3), np.uint8)
         if spec.task == "detect":
-            session, gpu = self._session(spec, "onnx", state)
+            session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
             det = DETECTORS[spec.adapter](session, spec.input, self.manifest.labels(spec))
             det.run_batch([det.preprocess(warm, 1.0)])
             b = self._batcher(
@@ -220,7 +231,8 @@ class ModelRegistry:
         if spec.task == "segment":
             enc_session, gpu = self._session(spec, "encoder", state)
             enc = SamEncoder(enc_session, spec.input)
-            dec = SamDecoder(self._session(spec, "decoder", state)[0])
+            dec_session = self._session(spec, "decoder", state, spec.serving.decoder_workers)[0]
+            dec = SamDecoder(dec_session)
             ecfg = self._config(spec, spec.serving.workers, gpu)
             dcfg = self._config(spec, spec.serving.decoder_workers, gpu)
             emb = enc.run_batch([enc.preprocess(warm)])[0]
@@ -244,7 +256,7 @@ class ModelRegistry:
                 spec.name, nlp.run_batch, self._config(spec, spec.serving.workers, False)
             )
             return LoadedNer(spec, nlp.labels, spans=b), [b]
-        session, gpu = self._session(spec, "onnx", state)
+        session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
         tc = TokenClassifier(
             session,
             self.manifest.path(spec, "tokenizer"),

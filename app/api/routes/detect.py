@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RuntimeDep, lane
+from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
 from app.api.schemas import DetectionOut, DetectJson, DetectOptions, DetectResponse
 from app.domain.detection import DetectParams
@@ -18,9 +18,10 @@ router = APIRouter(prefix="/v1", tags=["detect"])
     openapi_extra=image_body_doc(DetectJson),
     summary="Boxes for an image",
 )
-async def detect(request: Request, runtime: RuntimeDep) -> DetectResponse:
+async def detect(request: Request) -> Response:
     """Upload an image (multipart `file`, or JSON `image` in base64) and get labelled boxes
     `[x1, y1, x2, y2]` in the image's own pixels, best first."""
+    runtime = runtime_of(request)
     s = runtime.settings
     image, opts = await read_image_request(request, DetectOptions, s.max_upload_bytes)
     assert image is not None
@@ -35,13 +36,15 @@ async def detect(request: Request, runtime: RuntimeDep) -> DetectResponse:
             lane=lane(opts.priority),
         ),
     )
-    return DetectResponse(
-        model=result.model,
-        version=result.version,
-        width=result.width,
-        height=result.height,
-        detections=[
-            DetectionOut(label=d.label, score=d.score, box=d.box) for d in result.detections
-        ],
-        timings=result.timings,
+    return json_response(
+        DetectResponse(
+            model=result.model,
+            version=result.version,
+            width=result.width,
+            height=result.height,
+            detections=[
+                DetectionOut(label=d.label, score=d.score, box=d.box) for d in result.detections
+            ],
+            timings=result.timings,
+        )
     )

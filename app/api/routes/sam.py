@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RuntimeDep, lane
+from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
 from app.api.schemas import (
     EmbedJson,
@@ -27,16 +27,23 @@ router = APIRouter(prefix="/v1/sam", tags=["sam"])
     openapi_extra=image_body_doc(EmbedJson),
     summary="Compute (or reuse) an image's SAM embedding",
 )
-async def embed(request: Request, runtime: RuntimeDep) -> EmbedResponse:
+async def embed(request: Request) -> Response:
     """Run the image encoder once per distinct image (keyed by model and the bytes' sha256);
     later calls with the same bytes return the cached `embedding_id` at once."""
+    runtime = runtime_of(request)
     s = runtime.settings
     image, opts = await read_image_request(request, EmbedOptions, s.max_upload_bytes)
     assert image is not None
     r = await runtime.segmentation.embed(image, opts.model or s.default_sam, lane(opts.priority))
-    return EmbedResponse(
-        embedding_id=r.embedding_id, model=r.model, width=r.width, height=r.height,
-        cached=r.cached, timings=r.timings,
+    return json_response(
+        EmbedResponse(
+            embedding_id=r.embedding_id,
+            model=r.model,
+            width=r.width,
+            height=r.height,
+            cached=r.cached,
+            timings=r.timings,
+        )
     )
 
 
@@ -46,10 +53,11 @@ async def embed(request: Request, runtime: RuntimeDep) -> EmbedResponse:
     openapi_extra=image_body_doc(SegmentJson),
     summary="A mask from clicks and/or a box",
 )
-async def segment(request: Request, runtime: RuntimeDep) -> SegmentResponse:
+async def segment(request: Request) -> Response:
     """Prompts on a cached embedding (`embedding_id`) or an image: points `{x, y, positive}`
     and/or a box `[x1, y1, x2, y2]` in pixels; `mask_id` refines an earlier mask. The mask comes
     back as COCO RLE with its bbox, area, predicted IoU and, on request, polygons."""
+    runtime = runtime_of(request)
     s = runtime.settings
     image, opts = await read_image_request(
         request, SegmentOptions, s.max_upload_bytes, image_required=False
@@ -67,22 +75,24 @@ async def segment(request: Request, runtime: RuntimeDep) -> SegmentResponse:
         polygons=opts.polygons,
         lane=lane(opts.priority),
     )
-    return SegmentResponse(
-        embedding_id=r.embedding_id,
-        model=r.model,
-        width=r.width,
-        height=r.height,
-        encoder_cached=r.encoder_cached,
-        masks=[
-            MaskOut(
-                mask_id=m.mask_id,
-                rle=RleOut.model_validate(m.rle),
-                bbox=m.bbox,
-                area=m.area,
-                predicted_iou=m.predicted_iou,
-                polygons=m.polygons,
-            )
-            for m in r.masks
-        ],
-        timings=r.timings,
+    return json_response(
+        SegmentResponse(
+            embedding_id=r.embedding_id,
+            model=r.model,
+            width=r.width,
+            height=r.height,
+            encoder_cached=r.encoder_cached,
+            masks=[
+                MaskOut(
+                    mask_id=m.mask_id,
+                    rle=RleOut.model_validate(m.rle),
+                    bbox=m.bbox,
+                    area=m.area,
+                    predicted_iou=m.predicted_iou,
+                    polygons=m.polygons,
+                )
+                for m in r.masks
+            ],
+            timings=r.timings,
+        )
     )

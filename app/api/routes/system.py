@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import RuntimeDep
+from app.api.deps import runtime_of
 from app.api.schemas import BatchingOut, ModelOut, ModelsResponse
 from app.inference.manifest import ModelSpec
+from app.runtime import Runtime
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/v1/models", response_model=ModelsResponse, summary="Configured models")
-async def models(runtime: RuntimeDep) -> ModelsResponse:
+async def models(request: Request) -> ModelsResponse:
     """Each configured model with its status, the execution provider it actually runs on
     (read from ONNX Runtime, not assumed), and its batching settings."""
+    runtime = runtime_of(request)
     out = []
     for st in runtime.registry.states.values():
         spec: ModelSpec = st.spec
@@ -50,7 +52,7 @@ async def models(runtime: RuntimeDep) -> ModelsResponse:
     )
 
 
-def _labels(runtime: RuntimeDep, spec: ModelSpec) -> tuple[str, ...]:
+def _labels(runtime: Runtime, spec: ModelSpec) -> tuple[str, ...]:
     loaded = runtime.registry.states[spec.name].loaded
     if loaded is not None and hasattr(loaded, "labels"):
         return tuple(loaded.labels)
@@ -65,12 +67,14 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Every configured model is loaded and warmed up")
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
+    runtime = runtime_of(request)
     states = {n: s.status for n, s in runtime.registry.states.items()}
     if runtime.ready:
         return JSONResponse({"status": "ready", "models": states})
     problems = [
-        s.error or f"model {n!r} is {s.status}" for n, s in runtime.registry.states.items()
+        s.error or f"model {n!r} is {s.status}"
+        for n, s in runtime.registry.states.items()
         if s.status != "ready"
     ]
     message = "; ".join(problems) or "starting"
@@ -79,5 +83,6 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    registry = runtime_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
