@@ -173,6 +173,8 @@ class Batcher(Generic[In, Out]):
                 raise NotReady(f"{self.name} is not accepting work")
             queue = self._lanes[lane]
             if len(queue) >= self.config.max_queue:
+                self._purge(lane, now)
+            if len(queue) >= self.config.max_queue:
                 self._obs.rejected(lane, "queue_full")
                 raise Overloaded(
                     f"{self.name} is overloaded ({lane.name.lower()} queue full); retry later",
@@ -201,6 +203,26 @@ class Batcher(Generic[In, Out]):
 
     def _queued(self) -> int:
         return sum(len(q) for q in self._lanes.values())
+
+    def _purge(self, lane: Lane, now: float) -> None:
+        """Drop items whose callers gave up or whose deadline passed, so dead work never holds
+        a queue slot that a live request could use (called with the lock held)."""
+        queue = self._lanes[lane]
+        live = []
+        for item in queue:
+            if item.future.cancelled():
+                continue
+            if item.deadline is not None and now > item.deadline:
+                if item.future.set_running_or_notify_cancel():
+                    self._obs.rejected(lane, "deadline")
+                    item.future.set_exception(
+                        DeadlineExceeded(f"{self.name}: deadline passed while queued")
+                    )
+                continue
+            live.append(item)
+        queue.clear()
+        queue.extend(live)
+        self._obs.depth(lane, len(queue))
 
     def _pop(self) -> _Item[In, Out]:
         for lane in Lane:  # INTERACTIVE first

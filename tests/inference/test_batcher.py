@@ -223,3 +223,21 @@ def test_a_lone_request_stream_stays_on_one_worker() -> None:
         assert len(set(model.threads)) == 1
     finally:
         b2.stop()
+
+
+def test_abandoned_items_free_their_queue_slots() -> None:
+    model = FakeModel()
+    b = make(model, max_queue=2)
+    try:
+        hold(model, b)
+        gone = b.submit_future(1)
+        late = b.submit_future(2, timeout=0.0)
+        assert gone.cancel()  # its caller gave up
+        ok = b.submit_future(3)  # the lane held two dead items: they are purged, not counted
+        with pytest.raises(DeadlineExceeded):
+            late.result(0)
+        model.gate.set()
+        assert ok.result(5) == 6
+        assert all(x not in batch for batch in model.batches for x in (1, 2))
+    finally:
+        b.stop()
