@@ -12,7 +12,7 @@ twice (NanoDet: 15 MB); on a GPU a single session is used.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -33,6 +33,17 @@ class AdaptiveSession:
             self.calls["wide" if alone else "narrow"] += 1
         try:
             return (self.wide if alone else self.narrow).run(output_names, feeds)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def warm_up(self, call: Callable[[], object]) -> None:
+        """Run `call` (a forward through an adapter on this session) on both sessions."""
+        call()  # alone: the wide session
+        with self._lock:
+            self._active += 1  # pretend another call is in flight: the narrow one
+        try:
+            call()
         finally:
             with self._lock:
                 self._active -= 1

@@ -174,10 +174,8 @@ class ModelRegistry:
     # -- construction ----------------------------------------------------------------------------
 
     def intra_op_threads(self, spec: ModelSpec) -> int:
-        """ORT intra-op threads for a model's session: all the cores by default. The session is
-        shared by the model's batcher workers; with spinning off, a lone request gets every core
-        and concurrent ones share the pool (measured on 2 cores: NanoDet 20 ms alone vs 33 ms on
-        one thread, and two workers on one 2-thread session match two 1-thread pipelines)."""
+        """ORT intra-op threads for a model's (wide) session: all the cores by default, so a
+        call that runs alone uses every core; see `AdaptiveSession` for overlapping calls."""
         o = self.tuning.overrides.get(spec.name, ServingOverride())
         return o.intra_op_threads or spec.serving.intra_op_threads or self.tuning.cores
 
@@ -223,7 +221,7 @@ class ModelRegistry:
         if spec.task == "detect":
             session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
             det = DETECTORS[spec.adapter](session, spec.input, self.manifest.labels(spec))
-            det.run_batch([det.preprocess(warm, 1.0)])
+            _warm(session, lambda: det.run_batch([det.preprocess(warm, 1.0)]))
             b = self._batcher(
                 spec.name, det.run_batch, self._config(spec, spec.serving.workers, gpu)
             )
@@ -236,8 +234,12 @@ class ModelRegistry:
             ecfg = self._config(spec, spec.serving.workers, gpu)
             dcfg = self._config(spec, spec.serving.decoder_workers, gpu)
             emb = enc.run_batch([enc.preprocess(warm)])[0]
-            pts = np.array([[10.0, 10.0], [0.0, 0.0]], np.float32)
-            dec.decode(DecodeItem(emb, pts, np.array([1.0, -1.0], np.float32)))
+            click = DecodeItem(
+                emb,
+                np.array([[10.0, 10.0], [0.0, 0.0]], np.float32),
+                np.array([1.0, -1.0], np.float32),
+            )
+            _warm(dec_session, lambda: dec.decode(click))
             eb = self._batcher(f"{spec.name}/encoder", enc.run_batch, ecfg)
             db = self._batcher(f"{spec.name}/decoder", dec.run_batch, dcfg)
             return LoadedSam(spec, enc, dec, eb, db), [eb, db]
@@ -264,10 +266,18 @@ class ModelRegistry:
             spec.input.max_tokens,
             spec.input.stride,
         )
-        tc.run_batch(["Warm up."])
+        _warm(session, lambda: tc.run_batch(["Warm up."]))
         b = self._batcher(spec.name, tc.run_batch, self._config(spec, spec.serving.workers, gpu))
         return LoadedNer(spec, tc.labels, tokens=b), [b]
 
 
 def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
+
+
+def _warm(session: Any, call: Callable[[], object]) -> None:
+    """One forward before the model is ready (on each session of an `AdaptiveSession`)."""
+    if isinstance(session, AdaptiveSession):
+        session.warm_up(call)
+    else:
+        call()

@@ -46,3 +46,10 @@ def test_lone_calls_use_the_wide_session_and_overlapping_ones_the_narrow() -> No
     assert s.run(None, {}) == "wide"  # alone again
     assert s.calls == {"wide": 2, "narrow": 1}
     assert s.get_inputs() == ["wide-input"] and s.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_warm_up_runs_on_both_sessions() -> None:
+    s = AdaptiveSession(Recorder("wide"), Recorder("narrow"))
+    seen: list[str] = []
+    s.warm_up(lambda: seen.append(s.run(None, {})))
+    assert seen == ["wide", "narrow"] and s.run(None, {}) == "wide"
