@@ -41,10 +41,17 @@ def decode(rle: dict[str, object]) -> npt.NDArray[np.bool_]:
 
 
 def polygons(mask: npt.NDArray[np.bool_], epsilon: float = 1.0) -> list[list[float]]:
-    """Outer contours as flat [x1, y1, x2, y2, ...] pixel lists (COCO polygon convention),
-    simplified with Douglas-Peucker at `epsilon` pixels; contours under 3 points dropped."""
-    binary = mask.astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    """Outer contours as flat [x1, y1, x2, y2, ...] lists in COCO's continuous pixel coordinates
+    (origin at the top-left corner of pixel (0, 0), so a pixel spans [x, x+1) x [y, y+1)),
+    simplified with Douglas-Peucker at `epsilon` pixels; contours under 3 points dropped.
+
+    Contours are traced on the grid of pixel corners, not pixel centres: corner (x, y) is inside
+    when any of the four pixels touching it is. Tracing centres, as `cv2.findContours` on the
+    mask itself does, would put every edge half a pixel inside the mask.
+    """
+    padded = np.pad(mask.astype(np.uint8), 1)
+    corners = padded[:-1, :-1] | padded[:-1, 1:] | padded[1:, :-1] | padded[1:, 1:]
+    contours, _ = cv2.findContours(corners, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in contours:
         c = cv2.approxPolyDP(c, epsilon, True)

