@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
-from app.api.middleware import MetricsMiddleware
+from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.routes import detect, ner, sam, system
 from app.config import Settings
 from app.runtime import Runtime
@@ -39,5 +39,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     for module in (detect, sam, ner, system):
         app.include_router(module.router)
+    # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
+    # file, plus room for the other fields.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=rt.settings.max_upload_bytes * 4 // 3 + 2**20)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -1,4 +1,4 @@
-"""Request metrics as plain ASGI middleware (no per-request task, no body buffering)."""
+"""Plain ASGI middleware (no per-request task, no body buffering): metrics and the body cap."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import error_response
+from app.errors import PayloadTooLarge
 from app.inference.metrics import Metrics
 
 
@@ -37,3 +39,36 @@ class MetricsMiddleware:
             name = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(name, str(status)).inc()
             self.metrics.request_seconds.labels(name).observe(time.perf_counter() - t0)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `max_bytes` with a JSON 413: at once when Content-Length says
+    so, else as soon as the streamed bytes pass the cap (the route then fails with
+    `PayloadTooLarge`, which the error handlers turn into the same 413)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                message = f"request body is {int(value)} bytes; the limit is {self.max_bytes}"
+                response = error_response(413, PayloadTooLarge.code, message)
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)

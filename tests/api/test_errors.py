@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -115,3 +116,27 @@ def test_upload_over_the_byte_limit_is_413(client: TestClient) -> None:
     big = b"\xff\xd8\xff" + b"\0" * limit
     r = client.post("/v1/detect", files={"file": ("big.jpg", big, "image/jpeg")})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_oversized_json_body_is_refused_before_it_is_read(client: TestClient) -> None:
+    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    body = b'{"texts": ["' + b"a" * (limit * 2) + b'"]}'
+    r = client.post("/v1/ner", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert client.post("/v1/ner", json={"texts": ["Paris"]}).status_code == 200
+
+
+def test_oversized_chunked_body_is_413_too(client: TestClient, astronaut_jpeg: bytes) -> None:
+    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    chunk = b"a" * 1024 * 1024
+
+    def stream() -> Iterator[bytes]:
+        yield b'{"texts": ["'
+        for _ in range(limit * 2 // len(chunk)):
+            yield chunk
+        yield b'"]}'
+
+    for route in ("/v1/ner", "/v1/detect"):
+        r = client.post(route, content=stream(), headers={"content-type": "application/json"})
+        assert r.status_code == 413, (route, r.text)
+        assert r.json()["error"]["code"] == "payload_too_large"
