@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderPolicy = Literal["cpu", "prefer-gpu", "require-gpu"]
@@ -53,7 +53,9 @@ class Settings(BaseSettings):
 
     batching: bool = True
     max_wait_ms: float | None = Field(
-        default=None, ge=0, le=1000,
+        default=None,
+        ge=0,
+        le=1000,
         description="Wait for a batch to fill; default 0 on CPU (batches still form under load, "
         "from whatever queued while the workers were busy), 2 ms on a GPU.",
     )
@@ -70,6 +72,16 @@ class Settings(BaseSettings):
     mask_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     mask_ttl_s: float = Field(default=1800.0, gt=0)
     max_points: int = Field(default=64, ge=1)
+
+    label_studio_url: str | None = Field(
+        default=None, description="Label Studio's base URL, when /setup does not give one."
+    )
+    label_studio_token: SecretStr | None = Field(
+        default=None, description="Label Studio API token, when /setup does not give one."
+    )
+    events_path: Path | None = Field(
+        default=None, description="Append Label Studio webhook events here (JSON Lines)."
+    )
 
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)

@@ -11,7 +11,9 @@ from PIL import Image
 
 from app.config import Settings
 from app.domain.detection import DetectionService
+from app.domain.events import EventLog
 from app.domain.images import ImageLimits
+from app.domain.ls_projects import LsProjects
 from app.domain.segmentation import (
     LowResMask,
     SegmentationService,
@@ -58,7 +60,9 @@ class Runtime:
         if (Image.MAX_IMAGE_PIXELS or 0) * 2 < s.max_image_pixels:
             Image.MAX_IMAGE_PIXELS = s.max_image_pixels
         self.embeddings: TTLCache[Embedding] = TTLCache(
-            s.embedding_cache_bytes, s.embedding_ttl_s, embedding_nbytes,
+            s.embedding_cache_bytes,
+            s.embedding_ttl_s,
+            embedding_nbytes,
             on_change=self.metrics.cache_bytes.set,
         )
         self.low_res: TTLCache[LowResMask] = TTLCache(
@@ -66,12 +70,29 @@ class Runtime:
         )
         self.detection = DetectionService(self.registry, limits, s.request_timeout_s)
         self.segmentation = SegmentationService(
-            self.registry, self.metrics, limits, s.request_timeout_s, s.max_points,
-            self.embeddings, self.low_res,
+            self.registry,
+            self.metrics,
+            limits,
+            s.request_timeout_s,
+            s.max_points,
+            self.embeddings,
+            self.low_res,
         )
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
+        self.ls_projects = LsProjects(
+            self._models_version(),
+            s.label_studio_url,
+            s.label_studio_token.get_secret_value() if s.label_studio_token else None,
+        )
+        self.events = EventLog(s.events_path)
         self.onnxruntime = "unknown"
         self.started = False
+
+    def _models_version(self) -> str:
+        """The default models and their versions: part of every Label Studio model_version."""
+        s = self.settings
+        names = [n for n in (s.default_detector, s.default_sam, s.default_ner) if n]
+        return ",".join(f"{n}={self.manifest.get(n).version}" for n in names)
 
     async def start(self) -> None:
         t0 = time.perf_counter()
@@ -86,7 +107,9 @@ class Runtime:
         self.started = True
         log.info(
             "runtime started in %.1f s (%s, %d cores): %s",
-            time.perf_counter() - t0, self.onnxruntime, self.cores,
+            time.perf_counter() - t0,
+            self.onnxruntime,
+            self.cores,
             {n: s.status for n, s in self.registry.states.items()},
         )
 

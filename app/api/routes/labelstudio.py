@@ -1,0 +1,68 @@
+"""Label Studio's ML-backend protocol: /health, /setup, /webhook (and /predict, to come).
+
+Label Studio joins these names to the backend URL it was given, so they live at the root.
+/health and /setup must answer at once whatever the models are doing (1 s and 3 s timeouts,
+after which Label Studio marks the backend disconnected and silently skips predictions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import json_response, runtime_of
+
+router = APIRouter(tags=["label-studio"])
+
+
+class LsHealth(BaseModel):
+    status: str = Field(description='"UP" whenever the process serves; see `ready`.')
+    model_class: str
+    ready: bool
+
+
+class LsSetup(BaseModel):
+    """What Label Studio sends to /setup; fields it may add later are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    project: str = Field(description='"<project id>.<created unix timestamp>"')
+    schema_: str = Field(default="", alias="schema", description="The labeling config XML.")
+    hostname: str | None = None
+    access_token: str | None = None
+    extra_params: Any = None
+
+
+class LsSetupResponse(BaseModel):
+    model_version: str
+
+
+class LsWebhookAck(BaseModel):
+    status: str
+
+
+@router.get("/health", response_model=LsHealth, summary="Label Studio health check")
+async def health(request: Request) -> Response:
+    runtime = runtime_of(request)
+    return json_response(LsHealth(status="UP", model_class="Prelabel", ready=runtime.ready))
+
+
+@router.post("/setup", response_model=LsSetupResponse, summary="Label Studio project setup")
+async def setup(body: LsSetup, request: Request) -> Response:
+    """Records the project's config, host and token; loads nothing. The returned
+    `model_version` is stable for a given config and set of models."""
+    project = runtime_of(request).ls_projects.setup(
+        body.project, body.schema_, body.hostname, body.access_token
+    )
+    return json_response(LsSetupResponse(model_version=project.model_version))
+
+
+@router.post("/webhook", response_model=LsWebhookAck, summary="Label Studio webhook events")
+async def webhook(body: dict[str, Any], request: Request) -> Response:
+    """Acknowledges at once; annotation events are kept (and appended to
+    PRELABEL_EVENTS_PATH when set) for active learning later."""
+    await asyncio.to_thread(runtime_of(request).events.record, body)
+    return json_response(LsWebhookAck(status="ok"))
