@@ -20,7 +20,8 @@ class ObjectRecord:
     label: str
     box: tuple[float, float, float, float]
     score: float | None = None
-    mask: npt.NDArray[np.bool_] | None = None
+    # Not compared: numpy arrays have no single truth value; compare masks explicitly.
+    mask: npt.NDArray[np.bool_] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
