@@ -1,0 +1,109 @@
+"""Labeling-config parsing and model-class -> config-label mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.domain.labelconfig import (
+    Label,
+    LabelConfigError,
+    LabelMap,
+    ObjectTag,
+    parse_label_config,
+)
+
+CONFIG = """<View>
+  <Header value="Label the image and the caption"/>
+  <Image name="image" value="$image" zoom="true" zoomControl="true"/>
+  <RectangleLabels name="box" toName="image" strokeWidth="3">
+    <Label value="Person" predicted_values="man, woman,person" background="#FF0000"/>
+    <Label value="Car" alias="vehicle"/>
+  </RectangleLabels>
+  <BrushLabels name="brush" toName="image">
+    <Label value="Person"/>
+    <Label value="Background"/>
+  </BrushLabels>
+  <View style="display: flex">
+    <KeyPointLabels name="kp" toName="image" smart="true" smartOnly="True">
+      <Label value="Person" smart="true"/>
+    </KeyPointLabels>
+    <PolygonLabels name="poly" toName="image"><Label value="Person"/></PolygonLabels>
+  </View>
+  <Choices name="quality" toName="image"><Choice value="good"/></Choices>
+  <Text name="caption" value="$caption"/>
+  <labels name="ner" toName="caption">
+    <Label value="PER" predicted_values="PERSON"/>
+    <Label value="LOC" predicted_values="GPE,LOC,FAC"/>
+  </labels>
+</View>"""
+
+
+def test_parses_controls_objects_and_labels() -> None:
+    cfg = parse_label_config(CONFIG)
+    assert [(c.tag, c.name, c.to_name) for c in cfg.controls] == [
+        ("RectangleLabels", "box", "image"),
+        ("BrushLabels", "brush", "image"),
+        ("KeyPointLabels", "kp", "image"),
+        ("PolygonLabels", "poly", "image"),
+        ("Labels", "ner", "caption"),
+    ]
+    assert cfg.objects == (ObjectTag("Image", "image", "$image"),
+                           ObjectTag("Text", "caption", "$caption"))
+    box = cfg.control("box")
+    assert box.object == ObjectTag("Image", "image", "$image")
+    assert box.object is not None and box.object.data_key == "image"
+    assert box.result_type == "rectanglelabels"
+    assert box.labels == (Label("Person", None, ("man", "woman", "person")),
+                          Label("Car", "vehicle", ()))
+    kp = cfg.control("kp")
+    assert (kp.smart, kp.smart_only, box.smart) == (True, True, False)
+    ner = cfg.control("ner")
+    assert ner.result_type == "labels" and ner.object == ObjectTag("Text", "caption", "$caption")
+    assert [c.name for c in cfg.controls_for("rectanglelabels", "Image")] == ["box"]
+    assert cfg.controls_for("Labels", "Image") == []
+    with pytest.raises(KeyError):
+        cfg.control("quality")  # Choices is not a control Prelabel fills
+
+
+def test_several_to_names() -> None:
+    cfg = parse_label_config(
+        '<View><Image name="a" value="$a"/><Image name="b" value="$b"/>'
+        '<RectangleLabels name="r" toName="a, b, missing"><Label value="X"/></RectangleLabels>'
+        "</View>"
+    )
+    r = cfg.control("r")
+    assert r.to_names == ("a", "b", "missing")
+    assert [o.name for o in r.objects] == ["a", "b"]
+
+
+@pytest.mark.parametrize("xml, message", [
+    ("<View><Image name='i' value='$i'>", "not well-formed"),
+    ("<View><Labels toName='t'/></View>", "name and toName"),
+    ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><View>&lol;</View>', "DOCTYPE"),
+    ("<View>" + "<View/>" * 200_000 + "</View>", "too large"),
+])
+def test_bad_configs_are_refused(xml: str, message: str) -> None:
+    with pytest.raises(LabelConfigError, match=message):
+        parse_label_config(xml)
+
+
+def test_label_map_names_aliases_and_extra() -> None:
+    cfg = parse_label_config(CONFIG)
+    lm = LabelMap.for_control(cfg.control("box"), extra={"truck": "car", "cat": "Dog"})
+    assert lm("person") == "Person"
+    assert lm("  PERSON ") == "Person"
+    assert lm("Woman") == "Person"  # predicted_values
+    assert lm("car") == "vehicle"  # Label Studio writes a label's alias in results
+    assert lm("vehicle") == "vehicle"
+    assert lm("truck") == "vehicle"  # extra map, target given by value
+    assert lm("cat") is None  # extra map to a label the config lacks: ignored
+    assert lm("bicycle") is None
+    assert set(lm.known().values()) <= {"Person", "vehicle"}
+
+
+def test_label_names_beat_aliases_and_extra_beats_both() -> None:
+    labels = [Label("Cat", predicted_values=("dog",)), Label("Dog")]
+    assert LabelMap(labels)("dog") == "Dog"  # an exact label beats another's alias
+    assert LabelMap(labels, {"dog": "cat"})("dog") == "Cat"
+    ner = LabelMap.for_control(parse_label_config(CONFIG).control("ner"))
+    assert [ner(c) for c in ("PERSON", "GPE", "fac", "ORG")] == ["PER", "LOC", "LOC", None]
