@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 
 PRELABEL_EXTRAS="${PRELABEL_EXTRAS:-cpu,dev,export}" bash scripts/setup.sh
 
+# The Label Studio SDK, for the contract tests, in a venv of its own: it pins OpenCV 4.12 and
+# Prelabel uses OpenCV 5 (tests/contract/test_label_studio_sdk.py).
+if [ ! -x .venv-ls/bin/python ]; then
+    python3 -m venv .venv-ls
+fi
+.venv-ls/bin/python -m pip install --quiet --disable-pip-version-check label-studio-sdk==2.1.2
+export PRELABEL_LS_SDK_PYTHON="$PWD/.venv-ls/bin/python"
+
 echo "== ruff"
 .venv/bin/ruff check app tests scripts
 echo "== mypy"

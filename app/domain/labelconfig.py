@@ -15,6 +15,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
 CONTROL_TAGS = {
     t.lower(): t
     for t in ("RectangleLabels", "BrushLabels", "PolygonLabels", "KeyPointLabels", "Labels")
@@ -120,8 +123,9 @@ def parse_label_config(xml: str) -> LabelConfig:
     if _DTD.search(xml):
         raise LabelConfigError("labeling config must not contain a DOCTYPE or ENTITY")
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
+        # defusedxml as well as the check above: no DTD, no entity expansion, no external refs.
+        root = safe_fromstring(xml, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException) as e:
         raise LabelConfigError(f"labeling config is not well-formed XML: {e}") from e
 
     objects: dict[str, ObjectTag] = {}

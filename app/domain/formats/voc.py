@@ -22,6 +22,9 @@ import math
 import re
 import xml.etree.ElementTree as ET
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
 from app.domain.formats.records import ImageRecord, ObjectRecord
 
 # Control characters XML 1.0 forbids, plus CR: legal, but parsers turn it into LF, so it
@@ -63,8 +66,8 @@ def from_voc(xml: str) -> ImageRecord:
     coordinates written as decimals (some tools do) are accepted. `folder` is not part of the
     record and is ignored; raises ValueError when a required element is missing."""
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
+        root = safe_fromstring(xml, forbid_dtd=True)  # VOC files come from users: no DTDs
+    except (ET.ParseError, DefusedXmlException) as e:
         raise ValueError(f"not XML: {e}") from e
     objects = []
     for el in root.iter("object"):
