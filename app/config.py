@@ -79,6 +79,19 @@ class Settings(BaseSettings):
     label_studio_token: SecretStr | None = Field(
         default=None, description="Label Studio API token, when /setup does not give one."
     )
+    ls_budget_s: float = Field(
+        default=80.0,
+        gt=0,
+        le=95,
+        description="Answer /predict within this (Label Studio waits 100 s); the rest continue.",
+    )
+    ls_label_aliases: dict[str, str] = Field(
+        default_factory=dict, description="Model class -> labeling-config label, JSON."
+    )
+    ls_score_threshold: float = Field(default=0.35, ge=0, le=1)
+    ls_allow_external_urls: bool = Field(
+        default=False, description="Fetch task images from hosts other than Label Studio."
+    )
     events_path: Path | None = Field(
         default=None, description="Append Label Studio webhook events here (JSON Lines)."
     )

@@ -7,12 +7,15 @@ import asyncio
 import logging
 import time
 
+import httpx
 from PIL import Image
 
 from app.config import Settings
 from app.domain.detection import DetectionService
 from app.domain.events import EventLog
 from app.domain.images import ImageLimits
+from app.domain.ls_fetch import TaskDataFetcher
+from app.domain.ls_predict import LabelStudioPredictor, LsModels
 from app.domain.ls_projects import LsProjects
 from app.domain.segmentation import (
     LowResMask,
@@ -85,6 +88,26 @@ class Runtime:
             s.label_studio_token.get_secret_value() if s.label_studio_token else None,
         )
         self.events = EventLog(s.events_path)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False
+        )
+        self.ls_fetcher = TaskDataFetcher(self.http, s.max_upload_bytes, s.ls_allow_external_urls)
+        self.ls_predictor = LabelStudioPredictor(
+            self.ls_projects,
+            self.ls_fetcher,
+            self.detection,
+            self.segmentation,
+            self.ner,
+            LsModels(
+                s.default_detector,
+                s.default_sam,
+                s.default_ner,
+                s.ls_score_threshold,
+                s.ls_label_aliases,
+            ),
+            s.ls_budget_s,
+            TTLCache(256 * 1024 * 1024, 600.0, len),
+        )
         self.onnxruntime = "unknown"
         self.started = False
 
@@ -114,6 +137,7 @@ class Runtime:
         )
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        await self.http.aclose()
         await asyncio.to_thread(self.registry.stop_all, True, drain_timeout_s)
         self.embeddings.clear()
         self.low_res.clear()

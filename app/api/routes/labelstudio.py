@@ -1,4 +1,4 @@
-"""Label Studio's ML-backend protocol: /health, /setup, /webhook (and /predict, to come).
+"""Label Studio's ML-backend protocol: /health, /setup, /predict, /webhook.
 
 Label Studio joins these names to the backend URL it was given, so they live at the root.
 /health and /setup must answer at once whatever the models are doing (1 s and 3 s timeouts,
@@ -40,6 +40,21 @@ class LsSetupResponse(BaseModel):
     model_version: str
 
 
+class LsPredictRequest(BaseModel):
+    """What Label Studio sends to /predict."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tasks: list[dict[str, Any]] = Field(max_length=100_000)
+    project: str = ""
+    label_config: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class LsPredictResponse(BaseModel):
+    results: list[dict[str, Any]]
+
+
 class LsWebhookAck(BaseModel):
     status: str
 
@@ -58,6 +73,18 @@ async def setup(body: LsSetup, request: Request) -> Response:
         body.project, body.schema_, body.hostname, body.access_token
     )
     return json_response(LsSetupResponse(model_version=project.model_version))
+
+
+@router.post("/predict", response_model=LsPredictResponse, summary="Label Studio predictions")
+async def predict(body: LsPredictRequest, request: Request) -> Response:
+    """One entry per task, in order. Tasks not finished within PRELABEL_LS_BUDGET_S come back
+    without `result` (Label Studio stores nothing for them) and keep computing on the bulk lane;
+    the next call returns them at once. With `params.context.result` (a smart keypoint or
+    rectangle), one SAM mask as `brushlabels`."""
+    results = await runtime_of(request).ls_predictor.predict(
+        body.tasks, body.project, body.label_config, body.params
+    )
+    return json_response(LsPredictResponse(results=results))
 
 
 @router.post("/webhook", response_model=LsWebhookAck, summary="Label Studio webhook events")
