@@ -20,6 +20,8 @@ class DetectOptions(_In):
     max_detections: int = Field(default=100, ge=1, le=1000)
     classes: list[str] | None = Field(default=None, description="Keep only these labels.")
     priority: Priority = "interactive"
+    format: str | None = Field(default=None, description="Answer in this format: /v1/formats.")
+    file_name: str = Field(default="image", description="The image's name in format output.")
 
 
 class ImageJson(_In):
@@ -55,6 +57,9 @@ class SegmentOptions(_In):
     mask_id: str | None = Field(default=None, description="Refine this earlier mask.")
     polygons: bool = False
     priority: Priority = "interactive"
+    format: str | None = Field(default=None, description="Answer in this format: /v1/formats.")
+    file_name: str = Field(default="image", description="The image's name in format output.")
+    label: str = Field(default="object", description="The mask's label in format output.")
 
 
 class SegmentJson(SegmentOptions):
@@ -66,6 +71,7 @@ class NerRequest(_In):
     model: str | None = None
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     priority: Priority = "interactive"
+    format: str | None = Field(default=None, description="Answer in this format: /v1/formats.")
 
 
 class DetectionOut(BaseModel):

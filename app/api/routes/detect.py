@@ -8,6 +8,8 @@ from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
 from app.api.schemas import DetectionOut, DetectJson, DetectOptions, DetectResponse
 from app.domain.detection import DetectParams
+from app.domain.formats.records import ImageRecord, ObjectRecord
+from app.domain.formats.render import IMAGE_FORMATS, check, render_image
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -25,6 +27,8 @@ async def detect(request: Request) -> Response:
     s = runtime.settings
     image, opts = await read_image_request(request, DetectOptions, s.max_upload_bytes)
     assert image is not None
+    if opts.format:
+        check(opts.format, IMAGE_FORMATS)
     result = await runtime.detection.detect(
         image,
         DetectParams(
@@ -36,6 +40,16 @@ async def detect(request: Request) -> Response:
             lane=lane(opts.priority),
         ),
     )
+    if opts.format:
+        record = ImageRecord(
+            opts.file_name,
+            result.width,
+            result.height,
+            tuple(ObjectRecord(d.label, d.box, d.score) for d in result.detections),
+        )
+        labels = runtime.registry.detector(result.model).adapter.labels
+        out = render_image(record, opts.format, labels, f"{result.model}-{result.version}")
+        return Response(out.body, media_type=out.media_type)
     return json_response(
         DetectResponse(
             model=result.model,

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 
 from app.api.deps import json_response, lane, runtime_of
 from app.api.schemas import NerRequest, NerResponse, NerResultOut, SpanOut
+from app.domain.formats.records import SpanRecord, TextRecord
+from app.domain.formats.render import TEXT_FORMATS, check, render_texts
 
 router = APIRouter(prefix="/v1", tags=["ner"])
 
@@ -15,9 +17,18 @@ async def ner(body: NerRequest, request: Request) -> Response:
     """Spans `{start, end, label, text, score}` per text; offsets are code points (Python
     string indices) into the text as sent, so `text[start:end] == span.text`."""
     runtime = runtime_of(request)
+    if body.format:
+        check(body.format, TEXT_FORMATS)
     r = await runtime.ner.recognise(
         body.texts, body.model or runtime.settings.default_ner, body.min_score, lane(body.priority)
     )
+    if body.format:
+        records = [
+            TextRecord(text, tuple(SpanRecord(s.start, s.end, s.label, s.score) for s in spans))
+            for text, spans in zip(body.texts, r.spans, strict=True)
+        ]
+        out = render_texts(records, body.format, f"{r.model}-{r.version}")
+        return Response(out.body, media_type=out.media_type)
     return json_response(
         NerResponse(
             model=r.model,

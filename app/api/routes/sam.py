@@ -16,6 +16,9 @@ from app.api.schemas import (
     SegmentOptions,
     SegmentResponse,
 )
+from app.domain.formats.records import ImageRecord, ObjectRecord
+from app.domain.formats.render import IMAGE_FORMATS, check, render_image
+from app.domain.masks import decode
 from app.domain.prompts import Point, Prompt
 
 router = APIRouter(prefix="/v1/sam", tags=["sam"])
@@ -62,6 +65,8 @@ async def segment(request: Request) -> Response:
     image, opts = await read_image_request(
         request, SegmentOptions, s.max_upload_bytes, image_required=False
     )
+    if opts.format:
+        check(opts.format, IMAGE_FORMATS)
     prompt = Prompt(
         points=tuple(Point(p.x, p.y, p.positive) for p in opts.points),
         box=opts.box,
@@ -75,6 +80,15 @@ async def segment(request: Request) -> Response:
         polygons=opts.polygons,
         lane=lane(opts.priority),
     )
+    if opts.format:
+        objects = []
+        for m in r.masks:
+            x, y, w, h = m.bbox
+            mask = decode(m.rle)
+            objects.append(ObjectRecord(opts.label, (x, y, x + w, y + h), m.predicted_iou, mask))
+        record = ImageRecord(opts.file_name, r.width, r.height, tuple(objects))
+        out = render_image(record, opts.format, [opts.label], r.model)
+        return Response(out.body, media_type=out.media_type)
     return json_response(
         SegmentResponse(
             embedding_id=r.embedding_id,

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import runtime_of
 from app.api.schemas import BatchingOut, ModelOut, ModelsResponse
+from app.domain.formats.render import IMAGE_FORMATS, TEXT_FORMATS
 from app.inference.manifest import ModelSpec
 from app.runtime import Runtime
 
@@ -59,6 +60,12 @@ def _labels(runtime: Runtime, spec: ModelSpec) -> tuple[str, ...]:
     if spec.task == "detect":
         return runtime.manifest.labels(spec)
     return ()
+
+
+@router.get("/v1/formats", summary="Formats that `format=` accepts")
+async def formats() -> dict[str, dict[str, str]]:
+    """`image` formats apply to /v1/detect and /v1/sam/segment, `text` ones to /v1/ner."""
+    return {"image": IMAGE_FORMATS, "text": TEXT_FORMATS}
 
 
 @router.get("/livez", summary="The process is up")
