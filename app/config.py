@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Model class -> labeling-config label, JSON."
     )
     ls_score_threshold: float = Field(default=0.35, ge=0, le=1)
+    ls_precompute_embeddings: bool = Field(
+        default=False, description="On TASKS_CREATED, compute SAM embeddings on the bulk lane."
+    )
     ls_allow_external_urls: bool = Field(
         default=False, description="Fetch task images from hosts other than Label Studio."
     )

@@ -60,12 +60,20 @@ class DetectionService:
         cands = await model.batcher.submit(item, p.lane, self.timeout_s)
         t2 = time.perf_counter()
         dets = select(
-            cands, model.adapter.labels, p.score_threshold, p.iou_threshold,
-            p.max_detections, p.classes,
+            cands,
+            model.adapter.labels,
+            p.score_threshold,
+            p.iou_threshold,
+            p.max_detections,
+            p.classes,
         )
         t3 = time.perf_counter()
         return DetectResult(
-            p.model, model.spec.version, width, height, dets,
+            p.model,
+            model.spec.version,
+            width,
+            height,
+            dets,
             {
                 "decode_ms": _ms(t1 - t0),
                 "inference_ms": _ms(t2 - t1),

@@ -108,10 +108,13 @@ class LabelConfig:
         """Controls of `tag` (any case), optionally only those on an `object_tag` ("Image")."""
         want = tag.lower()
         return [
-            c for c in self.controls
+            c
+            for c in self.controls
             if c.tag.lower() == want
-            and (object_tag is None or (c.object is not None
-                                        and c.object.tag.lower() == object_tag.lower()))
+            and (
+                object_tag is None
+                or (c.object is not None and c.object.tag.lower() == object_tag.lower())
+            )
         ]
 
 
@@ -135,8 +138,9 @@ def parse_label_config(xml: str) -> LabelConfig:
         if tag.lower() in CONTROL_TAGS:
             raw_controls.append(el)
         elif "name" in el.attrib and el.attrib.get("value", "").startswith("$"):
-            objects.setdefault(el.attrib["name"], ObjectTag(tag, el.attrib["name"],
-                                                            el.attrib["value"]))
+            objects.setdefault(
+                el.attrib["name"], ObjectTag(tag, el.attrib["name"], el.attrib["value"])
+            )
     controls = tuple(_control(el, objects) for el in raw_controls)
     return LabelConfig(controls, tuple(objects.values()))
 

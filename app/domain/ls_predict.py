@@ -85,6 +85,7 @@ class LabelStudioPredictor:
         self.budget_s = budget_s
         self.images = images
         self.pending: PendingResults[Prediction] = PendingResults()
+        self._background: set[asyncio.Task[None]] = set()
 
     def project(self, project_id: str, label_config: str | None) -> LsProject:
         """The project as `/setup` recorded it; set up again when the config changed (or when
@@ -129,6 +130,35 @@ class LabelStudioPredictor:
                 log.warning("task %s: %s", task.get("id"), got)
             out.append({"model_version": project.model_version})  # no result: not stored
         return out
+
+    async def drain(self) -> None:
+        """Wait for the background work: predictions past their budget, precomputed embeddings."""
+        await self.pending.drain()
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def precompute_embeddings(self, project: LsProject, tasks: Sequence[Mapping[str, Any]]) -> int:
+        """Start computing SAM embeddings for new tasks' images on the bulk lane (TASKS_CREATED
+        webhook), so the first click on any of them is fast. Returns how many were started."""
+        if not self.models.sam:
+            return 0
+        config = _config(project.schema)
+        keys = {c.object.data_key for c in config.controls_for("BrushLabels", "Image") if c.object}
+        started = 0
+        for task in tasks:
+            for key in keys:
+                job = asyncio.ensure_future(self._embed(task, key, project))
+                self._background.add(job)
+                job.add_done_callback(self._background.discard)
+                started += 1
+        return started
+
+    async def _embed(self, task: Mapping[str, Any], key: str, project: LsProject) -> None:
+        try:
+            data = await self._image(task, key, project)
+            await self.segmentation.embed(data, self.models.sam, Lane.BULK)
+        except Exception as e:  # a background nicety: log, never raise
+            log.warning("precomputing the embedding of task %s failed: %s", task.get("id"), e)
 
     async def _image(self, task: Mapping[str, Any], key: str, project: LsProject) -> bytes:
         ref = (task.get("data") or {}).get(key)

@@ -61,6 +61,16 @@ class LsProjects:
         with self._lock:
             return self._projects.get(project)
 
+    def by_number(self, number: object) -> LsProject | None:
+        """The project whose key starts with Label Studio's numeric id (webhooks send the id,
+        /setup sends "<id>.<created unix ts>")."""
+        prefix = f"{number}."
+        with self._lock:
+            for key, project in self._projects.items():
+                if key == str(number) or key.startswith(prefix):
+                    return project
+        return None
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._projects)

@@ -163,7 +163,12 @@ class SegmentationService:
         result = MaskResult(new_id, enc.rle, enc.bbox, enc.area, round(out.iou, 4), poly)
         t3 = time.perf_counter()
         return SegmentResult(
-            embedding_id, model, emb.width, emb.height, [result], cached,
+            embedding_id,
+            model,
+            emb.width,
+            emb.height,
+            [result],
+            cached,
             {
                 "embed_ms": round((t1 - t0) * 1000, 2),
                 "decoder_ms": round((t2 - t1) * 1000, 2),
@@ -171,7 +176,6 @@ class SegmentationService:
                 "total_ms": round((t3 - t0) * 1000, 2),
             },
         )
-
 
 
 def low_res_nbytes(entry: LowResMask) -> int:

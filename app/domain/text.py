@@ -46,7 +46,10 @@ class NerService:
         self.timeout_s = timeout_s
 
     async def recognise(
-        self, texts: Sequence[str], model: str, min_score: float = 0.5,
+        self,
+        texts: Sequence[str],
+        model: str,
+        min_score: float = 0.5,
         lane: Lane = Lane.INTERACTIVE,
     ) -> NerResult:
         if not texts:

@@ -78,9 +78,7 @@ class TTLCache(Generic[V]):
         self.bytes = 0
         self._changed()
 
-    async def get_or_compute(
-        self, key: str, compute: Callable[[], Awaitable[V]]
-    ) -> tuple[V, bool]:
+    async def get_or_compute(self, key: str, compute: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
         """Return `(value, hit)`. Concurrent misses for `key` await one `compute()`."""
         value = self.get(key)
         if value is not None:

@@ -139,4 +139,3 @@ class Yolo(Detector):
 
 
 DETECTORS: dict[str, type[Detector]] = {"nanodet": NanoDet, "yolo": Yolo}
-

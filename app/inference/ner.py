@@ -59,8 +59,9 @@ class TokenClassifier:
     """BERT-style token classifier on ONNX Runtime (inputs input_ids, attention_mask,
     token_type_ids [B,T] int64 -> logits [B,T,L]); `config.json` gives `id2label`."""
 
-    def __init__(self, session: Any, tokenizer_path: Path, config_path: Path,
-                 max_tokens: int, stride: int) -> None:
+    def __init__(
+        self, session: Any, tokenizer_path: Path, config_path: Path, max_tokens: int, stride: int
+    ) -> None:
         from tokenizers import Tokenizer
 
         self.session = session

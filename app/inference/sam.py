@@ -105,9 +105,7 @@ class SamDecoder:
         coords[:, 0] *= new_w / emb.width
         coords[:, 1] *= new_h / emb.height
         has_mask = item.mask_input is not None
-        mask_input = (
-            item.mask_input if has_mask else np.zeros((1, 1, LOW_RES, LOW_RES), np.float32)
-        )
+        mask_input = item.mask_input if has_mask else np.zeros((1, 1, LOW_RES, LOW_RES), np.float32)
         masks, iou, low_res = self.session.run(
             ["masks", "iou_predictions", "low_res_masks"],
             {

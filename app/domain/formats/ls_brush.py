@@ -159,8 +159,9 @@ def decode_values(rle: list[int]) -> npt.NDArray[np.uint8]:
     if lit.any():
         lit_counts = counts[lit]
         starts = np.cumsum(counts) - counts
-        k = np.arange(int(lit_counts.sum())) - np.repeat(np.cumsum(lit_counts) - lit_counts,
-                                                          lit_counts)
+        k = np.arange(int(lit_counts.sum())) - np.repeat(
+            np.cumsum(lit_counts) - lit_counts, lit_counts
+        )
         at = np.repeat(starts[lit], lit_counts) + k
         out[at] = _read(buf, np.repeat(word_pos[lit], lit_counts) + k * word_bits, word_bits)
     return out
@@ -170,8 +171,10 @@ def _read(buf: npt.NDArray[np.uint8], pos: I64, width: int | I64) -> I64:
     """The `width`-bit (<= 24) big-endian fields starting at bit positions `pos`."""
     b = (pos >> 3).astype(np.int64)
     window = (
-        buf[b].astype(np.int64) << 24 | buf[b + 1].astype(np.int64) << 16
-        | buf[b + 2].astype(np.int64) << 8 | buf[b + 3].astype(np.int64)
+        buf[b].astype(np.int64) << 24
+        | buf[b + 1].astype(np.int64) << 16
+        | buf[b + 2].astype(np.int64) << 8
+        | buf[b + 3].astype(np.int64)
     )
     w = np.asarray(width, dtype=np.int64)
     return np.asarray((window >> (32 - (pos & 7) - w)) & ((1 << w) - 1), dtype=np.int64)

@@ -61,8 +61,9 @@ def from_spacy_jsonl(data: str) -> list[TextRecord]:
             if not 0 <= start < end <= len(text):
                 raise ValueError(f"line {n}: span [{start}, {end}) outside the text")
             score = s.get("score")
-            spans.append(SpanRecord(start, end, str(s["label"]),
-                                    None if score is None else float(score)))
+            spans.append(
+                SpanRecord(start, end, str(s["label"]), None if score is None else float(score))
+            )
         meta = dict(obj.get("meta") or {})
         text_id = meta.pop("text_id", None)
         out.append(TextRecord(text, tuple(spans), None if text_id is None else str(text_id), meta))

@@ -53,7 +53,8 @@ def to_voc(image: ImageRecord, folder: str = "images") -> str:
         _sub(el, "difficult", "0")
         bndbox = ET.SubElement(el, "bndbox")
         for tag, value in zip(
-            ("xmin", "ymin", "xmax", "ymax"), _to_pixels(obj.box, image.width, image.height),
+            ("xmin", "ymin", "xmax", "ymax"),
+            _to_pixels(obj.box, image.width, image.height),
             strict=True,
         ):
             _sub(bndbox, tag, str(value))

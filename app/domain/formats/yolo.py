@@ -85,8 +85,12 @@ def from_yolo(text: str, width: int, height: int, classes: Sequence[str]) -> lis
             score, vals = vals[-1], vals[:-1]
         if len(vals) == 4:
             cx, cy, bw, bh = vals
-            box = ((cx - bw / 2) * width, (cy - bh / 2) * height,
-                   (cx + bw / 2) * width, (cy + bh / 2) * height)
+            box = (
+                (cx - bw / 2) * width,
+                (cy - bh / 2) * height,
+                (cx + bw / 2) * width,
+                (cy + bh / 2) * height,
+            )
             out.append(ObjectRecord(classes[cls], box, score))
         elif len(vals) >= 6:
             xs, ys = np.asarray(vals[0::2]) * width, np.asarray(vals[1::2]) * height
