@@ -290,9 +290,9 @@ class LabelStudioPredictor:
         mask = result.masks[0]
         label_map = LabelMap.for_control(brush, self.models.aliases)
         name = label_map(label) or (brush.labels[0].result_value if brush.labels else label)
-        x, y, bw, bh = mask.bbox
-        obj = ObjectRecord(name, (x, y, x + bw, y + bh), mask.predicted_iou, decode(mask.rle))
-        image = ImageRecord(brush.object.data_key, result.width, result.height, (obj,))
+        image = ImageRecord(
+            brush.object.data_key, result.width, result.height, (mask.as_record(name),)
+        )
         results = brush_results(image, brush.name, brush.to_name, label_map=None)
         return prediction(results, mask.predicted_iou, project.model_version)
 

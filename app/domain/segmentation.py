@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from app.domain import masks
+from app.domain.formats.records import ObjectRecord
 from app.domain.images import ImageLimits, decode_image
 from app.domain.prompts import Prompt, to_arrays
 from app.errors import NotFound, ValidationFailed
@@ -40,6 +41,11 @@ class MaskResult:
     area: int
     predicted_iou: float
     polygons: list[list[float]] | None
+
+    def as_record(self, label: str) -> ObjectRecord:
+        """This mask as a format record: box from the bbox (XYXY), score = predicted IoU."""
+        x, y, w, h = self.bbox
+        return ObjectRecord(label, (x, y, x + w, y + h), self.predicted_iou, masks.decode(self.rle))
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ from app.api.schemas import (
     SegmentOptions,
     SegmentResponse,
 )
-from app.domain.formats.records import ImageRecord, ObjectRecord
+from app.domain.formats.records import ImageRecord
 from app.domain.formats.render import IMAGE_FORMATS, check, render_image
-from app.domain.masks import decode
 from app.domain.prompts import Point, Prompt
 
 router = APIRouter(prefix="/v1/sam", tags=["sam"])
@@ -81,12 +80,8 @@ async def segment(request: Request) -> Response:
         lane=lane(opts.priority),
     )
     if opts.format:
-        objects = []
-        for m in r.masks:
-            x, y, w, h = m.bbox
-            mask = decode(m.rle)
-            objects.append(ObjectRecord(opts.label, (x, y, x + w, y + h), m.predicted_iou, mask))
-        record = ImageRecord(opts.file_name, r.width, r.height, tuple(objects))
+        objects = tuple(m.as_record(opts.label) for m in r.masks)
+        record = ImageRecord(opts.file_name, r.width, r.height, objects)
         out = render_image(record, opts.format, [opts.label], r.model)
         return Response(out.body, media_type=out.media_type)
     return json_response(
