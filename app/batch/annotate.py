@@ -1,0 +1,140 @@
+"""`prelabel annotate`: enumerate -> shard -> skip finished keys -> run -> export -> summary.
+
+Exit codes: 0 every item of this shard has a result; 2 some items failed (listed in
+errors.jsonl with the reason; a rerun retries them); 1 a setup error (bad INPUT, unknown
+model, models that fail to load, a checkpoint from another task or model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.batch.checkpoint import Checkpoint, read_errors, read_results
+from app.batch.export import export, formats_for
+from app.batch.inputs import InputError, Item, enumerate_items
+from app.batch.meta import mismatch, read_meta, write_meta
+from app.batch.pipeline import JobSpec, run_items
+from app.batch.progress import Progress
+from app.batch.shard import in_shard
+from app.config import Settings
+from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class AnnotateArgs:
+    source: Path
+    out: Path
+    fmt: str
+    spec: JobSpec
+    shard_index: int = 0
+    shard_count: int = 1
+
+
+def annotate(settings: Settings, a: AnnotateArgs) -> int:
+    spec = a.spec
+    if a.fmt not in formats_for(spec.task):
+        return _fail(f"--format {a.fmt} is not one of {formats_for(spec.task)} for {spec.task}")
+    try:
+        items = enumerate_items(a.source)
+        mine = [i for i in items if in_shard(i.key, a.shard_index, a.shard_count)]
+    except (InputError, ValueError) as e:
+        return _fail(str(e))
+    done = read_results(a.out)
+    todo = [i for i in mine if i.key not in done]
+    print(
+        f"{len(mine)} of {len(items)} items in shard {a.shard_index}/{a.shard_count}: "
+        f"{len(mine) - len(todo)} already done, {len(todo)} to do",
+        flush=True,
+    )
+    meta = read_meta(a.out)
+    t0 = time.perf_counter()
+    if todo or meta is None:
+        try:
+            code, meta, progress = asyncio.run(_run(settings, a, todo, meta))
+        except (ValidationError, ValueError) as e:
+            return _fail(str(e))
+        if code:
+            return code
+    else:
+        progress = Progress(0)
+    assert meta is not None
+    mine_keys = {i.key for i in mine}
+    results = {k: r for k, r in read_results(a.out).items() if k in mine_keys}
+    failed = {k: e for k, e in read_errors(a.out).items() if k in mine_keys}
+    files = export(a.out, a.fmt, spec.task, meta, results)
+    wall = time.perf_counter() - t0
+    print(f"wrote {len(files)} file(s) under {a.out}: {len(results)} items exported")
+    print(
+        f"summary: {len(mine)} items, {progress.done} processed this run, "
+        f"{len(mine) - len(todo)} skipped, {len(failed)} failed, "
+        f"{progress.rate:.2f} items/s, wall {wall:.1f} s",
+        flush=True,
+    )
+    return 2 if failed else 0
+
+
+async def _run(
+    settings: Settings, a: AnnotateArgs, todo: list[Item], meta: dict[str, Any] | None
+) -> tuple[int, dict[str, Any], Progress]:
+    spec = a.spec
+    models = [spec.model] + ([spec.sam_model] if spec.task == "segment" else [])
+    rt = Runtime(
+        settings.model_copy(
+            update={
+                "models": models,
+                "default_detector": spec.model if spec.task != "ner" else "",
+                "default_sam": spec.sam_model if spec.task == "segment" else "",
+                "default_ner": spec.model if spec.task == "ner" else "",
+            }
+        )
+    )
+    progress = Progress(len(todo))
+    await rt.start()
+    try:
+        if not rt.ready:
+            errors = {n: s.error for n, s in rt.registry.states.items() if s.status != "ready"}
+            return _fail(f"models failed to load: {errors}"), {}, progress
+        current = _meta(rt, spec)
+        if meta is not None and (diff := mismatch(meta, current)):
+            return _fail(f"{a.out} holds results of another run ({diff})"), {}, progress
+        write_meta(a.out, current)
+        ckpt = Checkpoint(a.out)
+        progress.start()
+        try:
+            await run_items(rt, todo, spec, ckpt, progress)
+        finally:
+            await progress.stop()
+            ckpt.close()
+        return 0, current, progress
+    finally:
+        await rt.stop()
+
+
+def _meta(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
+    if spec.task == "ner":
+        ner = rt.registry.ner(spec.model)
+        classes, version = list(ner.labels), f"{spec.model}={ner.spec.version}"
+    else:
+        det = rt.registry.detector(spec.model)
+        classes, version = list(det.adapter.labels), f"{spec.model}={det.spec.version}"
+        if spec.task == "segment":
+            version += f",{spec.sam_model}={rt.registry.sam(spec.sam_model).spec.version}"
+    return {
+        "task": spec.task,
+        "model": spec.model,
+        "sam_model": spec.sam_model if spec.task == "segment" else None,
+        "model_version": version,
+        "classes": classes,
+    }
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,120 @@
+"""Write the final dataset from checkpoint records (never from memory), so a resumed or merged
+run exports every finished item exactly once. Items are written in key order.
+
+Images: coco -> annotations.json; yolo -> labels/<file_name minus suffix>.txt + classes.txt;
+voc -> Annotations/<file_name minus suffix>.xml; labelstudio -> tasks.json; jsonl ->
+predictions.jsonl ({"key", "file_name", "width", "height", "objects"} with RLE masks).
+Texts: labelstudio -> tasks.json; jsonl -> predictions.jsonl (spaCy JSONL); conll ->
+predictions.conll. Per-image files mirror the image's relative path, so a/x.jpg and b/x.jpg
+never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from app.batch.serial import image_record, text_record
+from app.domain.formats.coco import to_coco
+from app.domain.formats.labelstudio import (
+    brush_results,
+    prediction,
+    rectangle_results,
+    task_with_predictions,
+    text_label_results,
+)
+from app.domain.formats.text import to_conll, to_spacy_jsonl
+from app.domain.formats.voc import to_voc
+from app.domain.formats.yolo import classes_txt, to_yolo
+
+IMAGE_FORMATS = ("coco", "yolo", "voc", "labelstudio", "jsonl")
+TEXT_FORMATS = ("labelstudio", "jsonl", "conll")
+
+
+def formats_for(task: str) -> tuple[str, ...]:
+    return TEXT_FORMATS if task == "ner" else IMAGE_FORMATS
+
+
+def export(
+    dest: Path, fmt: str, task: str, meta: Mapping[str, Any], records: Mapping[str, Any]
+) -> list[Path]:
+    """Write `records` (key -> checkpoint record) as `fmt` under `dest`; returns the files.
+    `meta` is the run's run.json: classes (model label order) and model_version."""
+    if fmt not in formats_for(task):
+        raise ValueError(f"--format {fmt} is not one of {formats_for(task)} for --task {task}")
+    keys = sorted(records)
+    if task == "ner":
+        return _texts(dest, fmt, [records[k] for k in keys], str(meta["model_version"]))
+    return _images(dest, fmt, keys, records, list(meta["classes"]), str(meta["model_version"]))
+
+
+def _images(
+    dest: Path,
+    fmt: str,
+    keys: Sequence[str],
+    records: Mapping[str, Any],
+    classes: list[str],
+    version: str,
+) -> list[Path]:
+    masked = any(o.get("mask") for k in keys for o in records[k]["objects"])
+    if fmt == "jsonl":
+        lines = (json.dumps({"key": k, **records[k]}, ensure_ascii=False) + "\n" for k in keys)
+        return [write_atomic(dest / "predictions.jsonl", "".join(lines))]
+    images = [image_record(records[k]) for k in keys]
+    if fmt == "coco":
+        doc = to_coco(images, classes, "rle" if masked else "none")
+        return [write_atomic(dest / "annotations.json", json.dumps(doc))]
+    if fmt == "yolo":
+        out = [write_atomic(dest / "classes.txt", classes_txt(classes))]
+        for im in images:
+            path = dest / "labels" / _relative(im.file_name, ".txt")
+            out.append(write_atomic(path, to_yolo(im, classes, segmentation=masked)))
+        return out
+    if fmt == "voc":
+        return [
+            write_atomic(dest / "Annotations" / _relative(im.file_name, ".xml"), to_voc(im))
+            for im in images
+        ]
+    tasks = []
+    for im in images:
+        results = rectangle_results(im, "label", "image")
+        if masked:
+            results += brush_results(im, "brush", "image")
+        tasks.append(task_with_predictions(im.file_name, [prediction(results, None, version)]))
+    return [write_atomic(dest / "tasks.json", json.dumps(tasks, ensure_ascii=False))]
+
+
+def _texts(dest: Path, fmt: str, docs: Sequence[Any], version: str) -> list[Path]:
+    texts = [text_record(d) for d in docs]
+    if fmt == "jsonl":
+        return [write_atomic(dest / "predictions.jsonl", to_spacy_jsonl(texts))]
+    if fmt == "conll":
+        return [write_atomic(dest / "predictions.conll", to_conll(texts))]
+    tasks = [
+        task_with_predictions(
+            t.text,
+            [prediction(text_label_results(t, "label", "text"), None, version)],
+            data_key="text",
+            extra_data={"id": t.text_id},
+        )
+        for t in texts
+    ]
+    return [write_atomic(dest / "tasks.json", json.dumps(tasks, ensure_ascii=False))]
+
+
+def _relative(file_name: str, suffix: str) -> PurePosixPath:
+    """file_name -> a safe relative path with `suffix` (no root, no '..')."""
+    parts = [p for p in PurePosixPath(file_name.replace("\\", "/")).parts if p not in ("/", "..")]
+    return PurePosixPath(*parts).with_suffix(suffix) if parts else PurePosixPath("_" + suffix)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write atomically (temp file + rename), so an export is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

