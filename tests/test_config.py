@@ -28,3 +28,12 @@ def test_nested_serving_overrides_and_validation(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PRELABEL_SERVING", '{"nanodet-g": {"max_batch": 32}}')
     with pytest.raises(ValueError, match="max_batch"):
         Settings()
+
+
+def test_shard_settings_read_kubernetes_indexed_job_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+    monkeypatch.setenv("PRELABEL_SHARD_COUNT", "5")
+    s = Settings()
+    assert (s.shard_index, s.shard_count) == (3, 5)
+    monkeypatch.setenv("PRELABEL_SHARD_INDEX", "1")  # an explicit setting wins
+    assert Settings().shard_index == 1
