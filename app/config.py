@@ -114,10 +114,19 @@ class Settings(BaseSettings):
         default=None, description="Append Label Studio webhook events here (JSON Lines)."
     )
 
+    jobs_db: Path | None = Field(
+        default=None, description="SQLite file of the job API (/v1/jobs); unset disables it."
+    )
+    job_input_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Folders whose images jobs may read, comma-separated or a JSON list.",
+    )
+    job_concurrency: int = Field(default=8, ge=1, le=1024, description="Job items in flight.")
+
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "job_input_roots", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
         if isinstance(value, str):

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import errors
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from app.api.routes import detect, labelstudio, ner, sam, system
+from app.api.routes import detect, jobs, labelstudio, ner, sam, system
 from app.config import Settings
 from app.runtime import Runtime
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (detect, sam, ner, system, labelstudio):
+    for module in (detect, sam, ner, system, labelstudio, jobs):
         app.include_router(module.router)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
     # file, plus room for the other fields.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 from PIL import Image
@@ -30,6 +31,9 @@ from app.inference.metrics import Metrics
 from app.inference.registry import ModelRegistry, Tuning
 from app.inference.sam import Embedding
 from app.inference.session import installed_runtime, usable_cores
+
+if TYPE_CHECKING:
+    from app.batch.jobs import JobManager
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,12 @@ class Runtime:
             s.ls_budget_s,
             TTLCache(256 * 1024 * 1024, 600.0, len),
         )
+        self.jobs: JobManager | None = None
+        if s.jobs_db is not None:
+            # Imported here: the batch pipeline imports this module.
+            from app.batch.jobs import JobManager
+
+            self.jobs = JobManager(self, s.jobs_db, s.job_input_roots, s.job_concurrency)
         self.onnxruntime = "unknown"
         self.started = False
 
@@ -128,6 +138,8 @@ class Runtime:
             return
         await asyncio.to_thread(self.registry.load_all)
         self.started = True
+        if self.jobs is not None:
+            await self.jobs.start()
         log.info(
             "runtime started in %.1f s (%s, %d cores): %s",
             time.perf_counter() - t0,
@@ -137,6 +149,8 @@ class Runtime:
         )
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()  # before the batchers drain: job items stop arriving
         await self.http.aclose()
         await asyncio.to_thread(self.registry.stop_all, True, drain_timeout_s)
         self.embeddings.clear()

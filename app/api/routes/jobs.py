@@ -1,0 +1,146 @@
+"""/v1/jobs: batch jobs on the service (submit, list, status, results, cancel).
+
+A job's items are image paths under `PRELABEL_JOB_INPUT_ROOTS` (detect, segment) or texts (ner);
+it runs on the bulk lane and persists in `PRELABEL_JOBS_DB`, resuming after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from app.api.deps import json_response, runtime_of
+from app.batch.jobs import JobManager, JobRequest, JobStatus
+from app.batch.jobstore import JobStore
+from app.errors import NotReady
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+RESULTS_CHUNK = 500
+
+
+class JobIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    task: Literal["detect", "segment", "ner"]
+    items: list[str] | None = Field(
+        default=None, description="Image paths under the input roots (detect, segment)."
+    )
+    texts: list[str] | None = Field(default=None, description="Texts (ner).")
+    model: str | None = Field(default=None, description="Detector or NER model; default one.")
+    format: str | None = Field(default=None, description="The export format the job is for.")
+    score_threshold: float = Field(default=0.35, ge=0, le=1)
+
+
+class JobOut(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    task: str
+    model: str
+    format: str | None
+    total: int
+    done: int
+    failed: int
+    rate: float = Field(description="Items per second since the job's latest (re)start.")
+    eta_s: float | None = Field(description="Seconds left at that rate; null until known.")
+    created: float = Field(description="Unix time.")
+    updated: float = Field(description="Unix time.")
+    error: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+def _manager(request: Request) -> JobManager:
+    jobs = runtime_of(request).jobs
+    if jobs is None:
+        raise NotReady("jobs are disabled: set PRELABEL_JOBS_DB")
+    if not jobs.started:
+        raise NotReady("the job store is not open yet")
+    return jobs
+
+
+def _out(st: JobStatus) -> JobOut:
+    j = st.job
+    return JobOut(
+        id=j.id,
+        state=j.state,
+        task=j.task,
+        model=j.model,
+        format=j.format,
+        total=j.total,
+        done=j.done,
+        failed=j.failed,
+        rate=round(st.rate, 3),
+        eta_s=None if st.eta_s is None else round(st.eta_s, 1),
+        created=j.created,
+        updated=j.updated,
+        error=j.error,
+    )
+
+
+@router.post("/jobs", status_code=202, response_model=JobOut, summary="Submit a batch job")
+async def submit(body: JobIn, request: Request) -> Response:
+    jobs = _manager(request)
+    job_id = await jobs.submit(
+        JobRequest(
+            task=body.task,
+            paths=body.items,
+            texts=body.texts,
+            model=body.model,
+            format=body.format,
+            score_threshold=body.score_threshold,
+        )
+    )
+    out = _out(await jobs.status(job_id))
+    return Response(out.model_dump_json(), status_code=202, media_type="application/json")
+
+
+@router.get("/jobs", response_model=JobList, summary="The newest jobs, newest first")
+async def list_jobs(request: Request, limit: int = Query(100, ge=1, le=1000)) -> Response:
+    return json_response(JobList(jobs=[_out(s) for s in await _manager(request).recent(limit)]))
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, counts, rate, ETA")
+async def get_job(job_id: str, request: Request) -> Response:
+    return json_response(_out(await _manager(request).status(job_id)))
+
+
+@router.get("/jobs/{job_id}/results", summary="Per-item results, JSON Lines, in key order")
+async def results(job_id: str, request: Request) -> StreamingResponse:
+    """One line per finished item: `{"key", "ok": true, "result": {...}}` (boxes XYXY pixels,
+    masks COCO RLE) or `{"key", "ok": false, "error": "code: message"}`. A running job streams
+    what has finished so far."""
+    jobs = _manager(request)
+    await jobs.status(job_id)  # 404 before the stream starts
+    return StreamingResponse(_lines(jobs.store, job_id), media_type="application/x-ndjson")
+
+
+def _lines(store: JobStore, job_id: str) -> Iterator[str]:
+    """Read in keyset chunks; Starlette iterates a sync generator on a worker thread."""
+    after: str | None = None
+    while True:
+        rows = store.results(job_id, after, RESULTS_CHUNK)
+        if not rows:
+            return
+        # Payloads are stored as JSON text: spliced in, not parsed and dumped again.
+        yield "".join(
+            f'{{"key":{json.dumps(r.key)},"ok":true,"result":{r.payload}}}\n'
+            if r.ok
+            else f'{{"key":{json.dumps(r.key)},"ok":false,"error":{r.payload}}}\n'
+            for r in rows
+        )
+        after = rows[-1].key
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job")
+async def cancel(job_id: str, request: Request) -> Response:
+    """A queued or running job becomes `cancelled` (its finished items stay); an ended job is
+    returned unchanged."""
+    return json_response(_out(await _manager(request).cancel(job_id)))

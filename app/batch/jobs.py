@@ -1,0 +1,271 @@
+"""The service's batch jobs: submitted over HTTP, run on the shared runtime's bulk lane, and
+persisted in SQLite (`jobstore.py`) item by item, so a restart resumes where it stopped.
+
+Each job is one asyncio task that feeds its items through `pipeline.process` (the CLI's
+per-item function) under one semaphore shared by all jobs (`job_concurrency` items in flight
+in total), recording every outcome as soon as it is known. Keys that already have a result are
+skipped, so a resumed job never redoes or duplicates an item. Failed items are final for the job
+(their reason is in the results); a job whose setup fails (model gone) ends `failed`.
+
+Item keys: an image's path as submitted; a text's index, zero-padded (so key order is
+submission order). Image paths must resolve (symlinks and `..` included) under one of the
+configured input roots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.batch.export import formats_for
+from app.batch.inputs import Item
+from app.batch.jobstore import JobRow, JobStore
+from app.batch.pipeline import JobSpec, Task, process
+from app.errors import NotFound, PrelabelError, ValidationFailed
+
+if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
+    from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a client asks for: image paths (detect, segment) or texts (ner)."""
+
+    task: Task
+    paths: Sequence[str] | None = None
+    texts: Sequence[str] | None = None
+    model: str | None = None
+    format: str | None = None
+    score_threshold: float = 0.35
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job row plus its speed: `rate` items/s over this run, `eta_s` at that rate (None
+    until there is a rate, 0 once ended)."""
+
+    job: JobRow
+    rate: float
+    eta_s: float | None
+
+
+class JobManager:
+    def __init__(self, rt: Runtime, db_path: Path, input_roots: Sequence[str], concurrency: int):
+        self.rt = rt
+        self.db_path = db_path
+        self.roots = [Path(r).expanduser().resolve() for r in input_roots]
+        self.concurrency = concurrency
+        self._store: JobStore | None = None
+        self._sem = asyncio.Semaphore(concurrency)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def started(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            raise RuntimeError("the job manager is not started")
+        return self._store
+
+    async def start(self) -> None:
+        """Open the database and resume every queued or running job."""
+        self._store = await asyncio.to_thread(JobStore, self.db_path)
+        for job_id in await asyncio.to_thread(self.store.unfinished):
+            log.info("resuming job %s", job_id)
+            self._launch(job_id)
+
+    async def stop(self) -> None:
+        """Cancel the running jobs (their finished items are already stored; they stay
+        `running` in the database and resume on the next start), then close the store."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
+
+    # -- API --------------------------------------------------------------------------------------
+
+    async def submit(self, req: JobRequest) -> str:
+        spec, doc = self._validate(req)
+        job_id = uuid.uuid4().hex
+        total = len(doc["paths"] or doc["texts"])
+        await asyncio.to_thread(
+            self.store.create,
+            job_id,
+            spec.task,
+            spec.model,
+            req.format,
+            total,
+            json.dumps(doc),
+            time.time(),
+        )
+        self._launch(job_id)
+        return job_id
+
+    async def status(self, job_id: str) -> JobStatus:
+        row = await asyncio.to_thread(self.store.get, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return speed(row, time.time())
+
+    async def recent(self, limit: int = 100) -> list[JobStatus]:
+        now = time.time()
+        return [speed(r, now) for r in await asyncio.to_thread(self.store.recent, limit)]
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Stop a queued or running job (state `cancelled`); an ended job is left as it is."""
+        await self.status(job_id)
+        await asyncio.to_thread(self.store.finish, job_id, "cancelled", time.time())
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await self.status(job_id)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _validate(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
+        s = self.rt.settings
+        if (req.paths is None) == (req.texts is None):
+            raise ValidationFailed("give exactly one of 'items' (image paths) or 'texts'")
+        if req.format is not None and req.format not in formats_for(req.task):
+            raise ValidationFailed(
+                f"format {req.format!r} is not one of {formats_for(req.task)} for {req.task}"
+            )
+        if req.task == "ner":
+            if req.texts is None:
+                raise ValidationFailed("task ner takes 'texts'")
+            model = req.model or s.default_ner
+            self.rt.registry.ner(model)
+            texts = list(req.texts)
+            if not texts:
+                raise ValidationFailed("no texts")
+            doc: dict[str, Any] = {"paths": None, "texts": texts}
+        else:
+            if req.paths is None:
+                raise ValidationFailed(f"task {req.task} takes 'items' (image paths)")
+            model = req.model or s.default_detector
+            self.rt.registry.detector(model)
+            if req.task == "segment":
+                if not s.default_sam:
+                    raise ValidationFailed("task segment needs a SAM model (PRELABEL_DEFAULT_SAM)")
+                self.rt.registry.sam(s.default_sam)
+            paths = list(req.paths)
+            if not paths:
+                raise ValidationFailed("no items")
+            if len(set(paths)) != len(paths):
+                raise ValidationFailed("duplicate item paths")
+            for p in paths:
+                self._check_path(p)
+            doc = {"paths": paths, "texts": None}
+        spec = JobSpec(
+            task=req.task,
+            model=model,
+            sam_model=s.default_sam if req.task == "segment" else "",
+            score_threshold=req.score_threshold,
+            concurrency=self.concurrency,
+        )
+        doc["spec"] = asdict(spec)
+        return spec, doc
+
+    def _check_path(self, raw: str) -> Path:
+        """`raw` resolved (symlinks, `..`), if it lies under an input root; else 422."""
+        if not raw or "://" in raw:
+            raise ValidationFailed(f"not a local path: {raw!r}")
+        path = Path(raw).expanduser()
+        if not path.is_absolute() and self.roots:
+            path = self.roots[0] / path
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(root) for root in self.roots):
+            # Public message: the path as given, never where it resolved to.
+            raise ValidationFailed(f"{raw!r} is not under an allowed input root")
+        return resolved
+
+    def _launch(self, job_id: str) -> None:
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+
+    async def _run(self, job_id: str) -> None:
+        store = self.store
+        raw = await asyncio.to_thread(store.spec_json, job_id)
+        if raw is None or not await asyncio.to_thread(store.mark_running, job_id, time.time()):
+            return
+        try:
+            doc = json.loads(raw)
+            spec = JobSpec(**doc["spec"])
+            items = self._items(doc)
+            finished = await asyncio.to_thread(store.finished_keys, job_id)
+            await self._run_items(job_id, spec, [i for i in items if i.key not in finished])
+        except asyncio.CancelledError:
+            raise  # cancel() or shutdown: the state is already right
+        except Exception as e:
+            log.exception("job %s failed", job_id)
+            await asyncio.to_thread(store.finish, job_id, "failed", time.time(), repr(e))
+            return
+        await asyncio.to_thread(store.finish, job_id, "done", time.time())
+
+    def _items(self, doc: dict[str, Any]) -> list[Item]:
+        if doc["texts"] is not None:
+            texts: list[str] = doc["texts"]
+            width = len(str(len(texts)))
+            keys = [f"{i:0{width}d}" for i in range(len(texts))]
+            return [Item(k, "text", k, text=t) for k, t in zip(keys, texts, strict=True)]
+        # Re-checked on every (re)start: a root may have been removed from the settings since.
+        return [Item(p, "image", p, path=self._check_path(p)) for p in doc["paths"]]
+
+    async def _run_items(self, job_id: str, spec: JobSpec, items: Sequence[Item]) -> None:
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for item in items:
+                await self._sem.acquire()
+                task = asyncio.create_task(self._one(job_id, spec, item))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _one(self, job_id: str, spec: JobSpec, item: Item) -> None:
+        try:
+            try:
+                record = await process(self.rt, item, spec)
+                ok, payload = True, json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            except PrelabelError as e:
+                ok, payload = False, json.dumps(f"{e.code}: {e.message}")
+            except Exception as e:  # an unexpected bug must not stop the other items
+                log.exception("job %s item %s failed", job_id, item.key)
+                ok, payload = False, json.dumps(f"internal_error: {e!r}")
+            store = self.store
+            await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
+        finally:
+            self._sem.release()
+
+
+def speed(row: JobRow, now: float) -> JobStatus:
+    """Items/s since the latest (re)start, and the remaining time at that rate."""
+    processed = row.done + row.failed
+    remaining = max(0, row.total - processed)
+    ended = row.state not in ("queued", "running")
+    rate = 0.0
+    if row.started is not None:
+        elapsed = (row.updated if ended else now) - row.started
+        if elapsed > 0:
+            rate = (processed - row.started_count) / elapsed
+    eta: float | None = 0.0 if ended else (remaining / rate if rate > 0 else None)
+    return JobStatus(row, rate, eta)

@@ -1,0 +1,244 @@
+"""The job API's embedded SQLite store: one row per job, one row per finished item.
+
+`results` has PRIMARY KEY (job_id, key) and rows go in with INSERT OR IGNORE, in the same
+transaction as the job's done/failed counter update, so an item is recorded and counted
+exactly once however often it is retried (a resume, a cancelled write). Payloads are stored as
+JSON text: the item's record (`ok` = 1, see `serial.py`) or its public error message (`ok` = 0).
+
+One connection, serialised by a lock; callers on the event loop go through `asyncio.to_thread`.
+WAL with synchronous=NORMAL: a commit is durable against a process crash (kill -9) without an
+fsync per item; a power loss may lose the last few items, which a resume recomputes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+UNFINISHED = ("queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    task TEXT NOT NULL,
+    model TEXT NOT NULL,
+    format TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    started REAL,
+    started_count INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    spec_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
+);
+"""
+
+_JOB_COLUMNS = (
+    "id, state, task, model, format, created, updated, started, started_count, total, done, "
+    "failed, error"
+)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job's state. Times are Unix seconds; `started`/`started_count` mark the latest (re)start
+    and how many items were finished before it (the rate counts only this run's items)."""
+
+    id: str
+    state: str
+    task: str
+    model: str
+    format: str | None
+    created: float
+    updated: float
+    started: float | None
+    started_count: int
+    total: int
+    done: int
+    failed: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    key: str
+    ok: bool
+    payload: str  # JSON text
+
+
+class JobStore:
+    """Thread-safe access to the jobs database at `path` (created if missing)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the job store is closed")
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def create(
+        self,
+        job_id: str,
+        task: str,
+        model: str,
+        fmt: str | None,
+        total: int,
+        spec_json: str,
+        now: float,
+    ) -> None:
+        with self._lock:
+            self._conn().execute(
+                "INSERT INTO jobs (id, state, task, model, format, created, updated, total, "
+                "spec_json) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, task, model, fmt, now, now, total, spec_json),
+            )
+
+    def mark_running(self, job_id: str, now: float) -> bool:
+        """queued/running -> running, restarting the rate clock. False if the job has ended."""
+        with self._lock:
+            cur = self._conn().execute(
+                "UPDATE jobs SET state = 'running', started = ?, started_count = done + failed, "
+                "updated = ? WHERE id = ? AND state IN ('queued', 'running')",
+                (now, now, job_id),
+            )
+            return cur.rowcount == 1
+
+    def finish(self, job_id: str, state: str, now: float, error: str | None = None) -> bool:
+        """An unfinished job -> `state` (done, failed, cancelled). False if it had already ended,
+        so a cancel and a natural finish never overwrite each other."""
+        assert state in STATES and state not in UNFINISHED
+        with self._lock:
+            cur = self._conn().execute(
+                "UPDATE jobs SET state = ?, updated = ?, error = ? "
+                "WHERE id = ? AND state IN ('queued', 'running')",
+                (state, now, error, job_id),
+            )
+            return cur.rowcount == 1
+
+    def add_result(self, job_id: str, key: str, ok: bool, payload: str, now: float) -> bool:
+        """Record one item's outcome; False (and no count change) if `key` already has one, or
+        if the store was closed meanwhile (shutdown: the item is redone on resume)."""
+        column = "done" if ok else "failed"
+        with self._lock:
+            if self._db is None:
+                return False
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO results (job_id, key, ok, payload) VALUES (?, ?, ?, ?)",
+                    (job_id, key, int(ok), payload),
+                )
+                inserted = cur.rowcount == 1
+                if inserted:
+                    db.execute(
+                        f"UPDATE jobs SET {column} = {column} + 1, updated = ? WHERE id = ?",
+                        (now, job_id),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return inserted
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+                .fetchone()
+            )
+        return JobRow(*row) if row else None
+
+    def recent(self, limit: int = 100) -> list[JobRow]:
+        """The newest `limit` jobs, newest first."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created DESC, id LIMIT ?", (limit,)
+                )
+                .fetchall()
+            )
+        return [JobRow(*r) for r in rows]
+
+    def unfinished(self) -> list[str]:
+        """Ids of queued and running jobs, oldest first (resumed at start-up)."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created, id"
+                )
+                .fetchall()
+            )
+        return [str(r[0]) for r in rows]
+
+    def spec_json(self, job_id: str) -> str | None:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute("SELECT spec_json FROM jobs WHERE id = ?", (job_id,))
+                .fetchone()
+            )
+        return str(row[0]) if row else None
+
+    def finished_keys(self, job_id: str) -> set[str]:
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute("SELECT key FROM results WHERE job_id = ?", (job_id,))
+                .fetchall()
+            )
+        return {str(r[0]) for r in rows}
+
+    def results(self, job_id: str, after: str | None = None, limit: int = 500) -> list[ResultRow]:
+        """Up to `limit` results in key order, starting after key `after` (keyset paging, so a
+        long stream holds the lock only per chunk)."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT key, ok, payload FROM results WHERE job_id = ? AND key > ? "
+                    "ORDER BY key LIMIT ?",
+                    (job_id, "" if after is None else after, limit),
+                )
+                .fetchall()
+            )
+        return [ResultRow(str(k), bool(ok), str(p)) for k, ok, p in rows]
+
+    def count_results(self, job_id: str) -> int:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute("SELECT COUNT(*) FROM results WHERE job_id = ?", (job_id,))
+                .fetchone()
+            )
+        return int(row[0])

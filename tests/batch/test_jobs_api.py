@@ -1,0 +1,192 @@
+"""/v1/jobs on the real NanoDet-g and real photographs, persisted in SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.batch.conftest import SAMPLES, SKIMAGE_DATA, make_dataset
+
+ASTRONAUT_BOX = [0.0, 0.0, 380.0, 512.0]
+DEADLINE_S = 60.0
+
+
+def settings(root: Path, **kw: Any) -> Settings:
+    return Settings(
+        models=["nanodet-g"],
+        default_sam="",
+        default_ner="",
+        jobs_db=root / "jobs.db",
+        job_input_roots=[str(root / "in")],
+        **kw,
+    )
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def wait_for(client: TestClient, job_id: str, done: Any) -> dict[str, Any]:
+    """Poll the job until `done(job)`; fail after DEADLINE_S."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        r = client.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.json()
+        job: dict[str, Any] = r.json()
+        if done(job):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def ended(job: dict[str, Any]) -> bool:
+    return job["state"] not in ("queued", "running")
+
+
+def result_lines(client: TestClient, job_id: str) -> list[dict[str, Any]]:
+    r = client.get(f"/v1/jobs/{job_id}/results")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+    return [json.loads(line) for line in r.text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("jobs")
+    (root / "in").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(root: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings(root)), raise_server_exceptions=False) as c:
+        yield c
+
+
+def six_images(folder: Path) -> list[str]:
+    """The four samples, a second astronaut and a truncated PNG: absolute paths, sorted."""
+    folder.mkdir(parents=True)
+    for name in SAMPLES:
+        shutil.copyfile(SKIMAGE_DATA / name, folder / name)
+    shutil.copyfile(SKIMAGE_DATA / "astronaut.png", folder / "astronaut2.png")
+    (folder / "corrupt.png").write_bytes((SKIMAGE_DATA / "astronaut.png").read_bytes()[:3000])
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_a_job_runs_every_item_and_streams_results_in_key_order(
+    client: TestClient, root: Path
+) -> None:
+    paths = six_images(root / "in" / "six")
+    r = client.post("/v1/jobs", json={"items": paths, "task": "detect", "format": "coco"})
+    assert r.status_code == 202, r.json()
+    job_id = r.json()["id"]
+    assert r.json()["total"] == 6 and r.json()["model"] == "nanodet-g"
+
+    job = wait_for(client, job_id, ended)
+    assert (job["state"], job["done"], job["failed"], job["total"]) == ("done", 5, 1, 6)
+    assert job["rate"] > 0 and job["eta_s"] == 0
+
+    lines = result_lines(client, job_id)
+    assert [line["key"] for line in lines] == paths
+    by_name = {Path(line["key"]).name: line for line in lines}
+    assert not by_name["corrupt.png"]["ok"]
+    assert by_name["corrupt.png"]["error"].startswith("invalid_image")
+    for name in ("astronaut.png", "astronaut2.png"):
+        res = by_name[name]["result"]
+        assert (res["width"], res["height"]) == (512, 512)
+        people = [o for o in res["objects"] if o["label"] == "person"]
+        assert people and iou(people[0]["box"], ASTRONAUT_BOX) > 0.6
+
+    assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
+
+
+def test_paths_outside_the_input_roots_are_refused(client: TestClient, root: Path) -> None:
+    outside = root / "outside.png"
+    shutil.copyfile(SKIMAGE_DATA / "astronaut.png", outside)
+    (root / "in" / "link.png").symlink_to(outside)
+    for path in (str(outside), str(root / "in" / ".." / "outside.png"), str(root / "in/link.png")):
+        r = client.post("/v1/jobs", json={"items": [path], "task": "detect"})
+        assert r.status_code == 422, (path, r.json())
+        assert r.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"items": ["x.png"], "task": "ner"}, 422),  # texts task given images
+        ({"texts": ["hello"], "task": "detect"}, 422),
+        ({"items": [], "task": "detect"}, 422),
+        ({"items": ["a.png", "a.png"], "task": "detect"}, 422),
+        ({"items": ["a.png"], "task": "detect", "format": "conll"}, 422),
+        ({"items": ["a.png"], "task": "detect", "model": "nope"}, 404),
+    ],
+)
+def test_bad_submissions(client: TestClient, body: dict[str, Any], status: int) -> None:
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == status, r.json()
+    assert "error" in r.json()
+
+
+def test_unknown_job_is_404(client: TestClient) -> None:
+    for r in (
+        client.get("/v1/jobs/nope"),
+        client.get("/v1/jobs/nope/results"),
+        client.delete("/v1/jobs/nope"),
+    ):
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_cancel_stops_a_job(client: TestClient, root: Path) -> None:
+    folder = root / "in" / "many"
+    folder.mkdir()
+    paths = [str(folder / k) for k in make_dataset(folder, copies=25)]
+    job_id = client.post("/v1/jobs", json={"items": paths, "task": "detect"}).json()["id"]
+    r = client.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "cancelled" and job["done"] + job["failed"] < job["total"] == 100
+    assert len(result_lines(client, job_id)) == job["done"] + job["failed"]
+    # Cancelling an ended job changes nothing.
+    assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+
+
+def test_a_restarted_service_resumes_and_records_every_item_once(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = [str(folder / k) for k in make_dataset(folder, copies=10)]
+    s = settings(tmp_path, job_concurrency=1)
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        job_id = c.post("/v1/jobs", json={"items": paths, "task": "detect"}).json()["id"]
+        wait_for(c, job_id, lambda j: j["done"] >= 1)
+    # One item in flight at a time and ~20 ms each: the stop lands long before 40 are done.
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        ((state, before),) = db.execute("SELECT state, done FROM jobs WHERE id = ?", (job_id,))
+    assert state == "running" and 1 <= before < 40
+
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        job = wait_for(c, job_id, ended)
+        assert (job["state"], job["done"], job["failed"], job["total"]) == ("done", 40, 0, 40)
+        lines = result_lines(c, job_id)
+    assert [line["key"] for line in lines] == sorted(paths)
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        ((count,),) = db.execute("SELECT COUNT(*) FROM results WHERE job_id = ?", (job_id,))
+    assert count == 40
+
+
+def test_jobs_disabled_without_a_database() -> None:
+    app = create_app(Settings(models=["nanodet-g"], default_sam="", default_ner=""))
+    r = TestClient(app, raise_server_exceptions=False).get("/v1/jobs")  # no lifespan: no models
+    assert r.status_code == 503
+    assert r.json()["error"]["message"] == "jobs are disabled: set PRELABEL_JOBS_DB"
