@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=256, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        gt=0,
+        le=3600,
+        description="SIGTERM to exit: requests in flight, batches and jobs finish within this "
+        "(keep it under Kubernetes' terminationGracePeriodSeconds, 30 s by default).",
+    )
     serving: dict[str, ServingOverride] = Field(default_factory=dict)
 
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
@@ -110,6 +117,9 @@ class Settings(BaseSettings):
         "JOB_COMPLETION_INDEX).",
     )
     shard_count: int = Field(default=1, ge=1, description="Shards of a batch job.")
+    client_api_key: SecretStr | None = Field(
+        default=None, description="API key `prelabel annotate --server` sends (Bearer)."
+    )
     events_path: Path | None = Field(
         default=None, description="Append Label Studio webhook events here (JSON Lines)."
     )

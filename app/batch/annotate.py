@@ -8,8 +8,10 @@ model, models that fail to load, a checkpoint from another task or model).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,12 @@ from app.batch.checkpoint import Checkpoint, read_errors, read_results
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.meta import mismatch, read_meta, write_meta
-from app.batch.pipeline import JobSpec, run_items
+from app.batch.pipeline import JobSpec, Processor, in_process, run_items
 from app.batch.progress import Progress
+from app.batch.remote import RemoteAnnotator, RemoteOptions
 from app.batch.shard import in_shard
 from app.config import Settings
+from app.errors import PrelabelError
 from app.runtime import Runtime
 
 
@@ -35,6 +39,7 @@ class AnnotateArgs:
     spec: JobSpec
     shard_index: int = 0
     shard_count: int = 1
+    server: RemoteOptions | None = None  # run against this Prelabel service instead
 
 
 def annotate(settings: Settings, a: AnnotateArgs) -> int:
@@ -83,7 +88,39 @@ def annotate(settings: Settings, a: AnnotateArgs) -> int:
 async def _run(
     settings: Settings, a: AnnotateArgs, todo: list[Item], meta: dict[str, Any] | None
 ) -> tuple[int, dict[str, Any], Progress]:
+    progress = Progress(len(todo))
+    async with _backend(settings, a) as (current, process_item):
+        if isinstance(current, str):
+            return _fail(current), {}, progress
+        if meta is not None and (diff := mismatch(meta, current)):
+            return _fail(f"{a.out} holds results of another run ({diff})"), {}, progress
+        write_meta(a.out, current)
+        ckpt = Checkpoint(a.out)
+        progress.start()
+        try:
+            await run_items(process_item, todo, a.spec.concurrency, ckpt, progress)
+        finally:
+            await progress.stop()
+            ckpt.close()
+        return 0, current, progress
+
+
+@contextlib.asynccontextmanager
+async def _backend(
+    settings: Settings, a: AnnotateArgs
+) -> AsyncIterator[tuple[dict[str, Any] | str, Processor]]:
+    """(run.json identity or a setup error message, the item function): a runtime of this
+    process loading just the models the task needs, or a remote service (`a.server`)."""
     spec = a.spec
+    if a.server is not None:
+        async with RemoteAnnotator.client_for(a.server, spec.concurrency) as client:
+            remote = RemoteAnnotator(client, spec, a.server)
+            try:
+                current: dict[str, Any] | str = await remote.meta()
+            except PrelabelError as e:
+                current = f"{a.server.url}: {e.message}"
+            yield current, remote.process
+        return
     models = [spec.model] + ([spec.sam_model] if spec.task == "segment" else [])
     rt = Runtime(
         settings.model_copy(
@@ -95,24 +132,14 @@ async def _run(
             }
         )
     )
-    progress = Progress(len(todo))
     await rt.start()
     try:
         if not rt.ready:
             errors = {n: s.error for n, s in rt.registry.states.items() if s.status != "ready"}
-            return _fail(f"models failed to load: {errors}"), {}, progress
-        current = _meta(rt, spec)
-        if meta is not None and (diff := mismatch(meta, current)):
-            return _fail(f"{a.out} holds results of another run ({diff})"), {}, progress
-        write_meta(a.out, current)
-        ckpt = Checkpoint(a.out)
-        progress.start()
-        try:
-            await run_items(rt, todo, spec, ckpt, progress)
-        finally:
-            await progress.stop()
-            ckpt.close()
-        return 0, current, progress
+            current = f"models failed to load: {errors}"
+        else:
+            current = _meta(rt, spec)
+        yield current, in_process(rt, spec)
     finally:
         await rt.stop()
 

@@ -244,7 +244,7 @@ class JobManager:
     async def _one(self, job_id: str, spec: JobSpec, item: Item) -> None:
         try:
             try:
-                record = await process(self.rt, item, spec)
+                record = await process(self.rt, item, spec=spec)
                 ok, payload = True, json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             except PrelabelError as e:
                 ok, payload = False, json.dumps(f"{e.code}: {e.message}")

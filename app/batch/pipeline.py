@@ -48,17 +48,30 @@ class JobSpec:
     concurrency: int = 8
 
 
+Processor = Callable[[Item], Awaitable[Any]]
+
+
+def in_process(rt: Runtime, spec: JobSpec) -> Processor:
+    """The item function on the shared runtime (the CLI's default, and the job API's)."""
+    return functools.partial(process, rt, spec=spec)
+
+
 async def run_items(
-    rt: Runtime, items: Sequence[Item], spec: JobSpec, ckpt: Checkpoint, progress: Progress
+    process_item: Processor,
+    items: Sequence[Item],
+    concurrency: int,
+    ckpt: Checkpoint,
+    progress: Progress,
 ) -> None:
-    """Process `items`, appending each outcome to `ckpt` as soon as it is known."""
-    sem = asyncio.Semaphore(spec.concurrency)
+    """Process `items` with up to `concurrency` in flight, appending each outcome to `ckpt` as
+    soon as it is known. `process_item` is `in_process(...)` or a remote annotator's."""
+    sem = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
 
     async def one(item: Item) -> None:
         try:
             try:
-                record = await process(rt, item, spec)
+                record = await process_item(item)
             except PrelabelError as e:
                 await asyncio.to_thread(ckpt.append_error, item.key, f"{e.code}: {e.message}")
                 progress.tick(ok=False)
@@ -81,7 +94,7 @@ async def run_items(
     await asyncio.gather(*running)
 
 
-async def process(rt: Runtime, item: Item, spec: JobSpec) -> Any:
+async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
     """One item -> its JSON record (see `serial.py`). Raises PrelabelError for a bad item."""
     if item.kind == "text":
         assert item.text is not None

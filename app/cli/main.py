@@ -66,6 +66,12 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--shard-count", type=int, default=None, help="default: PRELABEL_SHARD_COUNT or 1"
     )
     ann.add_argument("--concurrency", type=int, default=8, help="items in flight (default 8)")
+    ann.add_argument(
+        "--server",
+        metavar="URL",
+        help="run against this Prelabel service (bulk lane; retries 429/503) instead of "
+        "loading the models here; its API key comes from PRELABEL_CLIENT_API_KEY",
+    )
     ann.add_argument("--score-threshold", type=float, default=0.35)
     mrg = sub.add_parser("merge", help="combine annotate output folders (shards), export once")
     mrg.add_argument("dirs", type=Path, nargs="+")
@@ -82,6 +88,7 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
     from app.batch.annotate import AnnotateArgs, annotate
     from app.batch.merge import merge
     from app.batch.pipeline import JobSpec
+    from app.batch.remote import RemoteOptions
 
     if args.command == "merge":
         return merge(args.dirs, args.out, args.fmt)
@@ -97,7 +104,13 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
     )
     index = settings.shard_index if args.shard_index is None else args.shard_index
     count = settings.shard_count if args.shard_count is None else args.shard_count
-    return annotate(settings, AnnotateArgs(args.input, args.out, args.fmt, spec, index, count))
+    server = None
+    if args.server:
+        key = settings.client_api_key
+        server = RemoteOptions(args.server, key.get_secret_value() if key else None)
+    return annotate(
+        settings, AnnotateArgs(args.input, args.out, args.fmt, spec, index, count, server)
+    )
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
