@@ -22,7 +22,7 @@ from app.batch.checkpoint import Checkpoint, read_errors, read_results
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.meta import mismatch, read_meta, write_meta
-from app.batch.pipeline import JobSpec, Processor, in_process, run_items
+from app.batch.pipeline import JobSpec, Processor, in_process, run_identity, run_items
 from app.batch.progress import Progress
 from app.batch.remote import RemoteAnnotator, RemoteOptions
 from app.batch.shard import in_shard
@@ -138,28 +138,10 @@ async def _backend(
             errors = {n: s.error for n, s in rt.registry.states.items() if s.status != "ready"}
             current = f"models failed to load: {errors}"
         else:
-            current = _meta(rt, spec)
+            current = run_identity(rt, spec)
         yield current, in_process(rt, spec)
     finally:
         await rt.stop()
-
-
-def _meta(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
-    if spec.task == "ner":
-        ner = rt.registry.ner(spec.model)
-        classes, version = list(ner.labels), f"{spec.model}={ner.spec.version}"
-    else:
-        det = rt.registry.detector(spec.model)
-        classes, version = list(det.adapter.labels), f"{spec.model}={det.spec.version}"
-        if spec.task == "segment":
-            version += f",{spec.sam_model}={rt.registry.sam(spec.sam_model).spec.version}"
-    return {
-        "task": spec.task,
-        "model": spec.model,
-        "sam_model": spec.sam_model if spec.task == "segment" else None,
-        "model_version": version,
-        "classes": classes,
-    }
 
 
 def _fail(message: str) -> int:

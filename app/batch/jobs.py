@@ -15,20 +15,23 @@ configured input roots.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.batch.export import formats_for
+from app.batch.export import export, formats_for
 from app.batch.inputs import Item
 from app.batch.jobstore import JobRow, JobStore
-from app.batch.pipeline import JobSpec, Task, process
-from app.errors import NotFound, PrelabelError, ValidationFailed
+from app.batch.pipeline import JobSpec, Task, process, run_identity
+from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
     from app.runtime import Runtime
@@ -135,6 +138,41 @@ class JobManager:
             await asyncio.gather(task, return_exceptions=True)
         return await self.status(job_id)
 
+    async def export(self, job_id: str, fmt: str | None) -> tuple[str, bytes, str]:
+        """The job's finished items as one document in `fmt` (default: the job's format):
+        (file name, bytes, media type). Single-file formats come as the file itself; YOLO and
+        VOC (a file per image) as a zip of the folder `prelabel annotate` would write."""
+        row = (await self.status(job_id)).job
+        fmt = fmt or row.format
+        if fmt is None or fmt not in formats_for(row.task):
+            raise ValidationFailed(
+                f"give ?format= (one of {formats_for(row.task)}): the job was submitted without one"
+                if fmt is None
+                else f"format {fmt!r} is not one of {formats_for(row.task)} for {row.task}"
+            )
+        raw = await asyncio.to_thread(self.store.spec_json, job_id)
+        doc = json.loads(raw or "{}")
+        return await asyncio.to_thread(self._export, job_id, row.task, fmt, doc["meta"])
+
+    def _export(
+        self, job_id: str, task: str, fmt: str, meta: dict[str, Any]
+    ) -> tuple[str, bytes, str]:
+        records: dict[str, Any] = {}
+        after: str | None = None
+        while rows := self.store.results(job_id, after):
+            records.update((r.key, json.loads(r.payload)) for r in rows if r.ok)
+            after = rows[-1].key
+        with tempfile.TemporaryDirectory(prefix="prelabel-export-") as tmp:
+            files = export(Path(tmp), fmt, task, meta, records)
+            if len(files) == 1 and fmt not in ("yolo", "voc"):
+                media = "application/json" if files[0].suffix == ".json" else "text/plain"
+                return files[0].name, files[0].read_bytes(), media
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                for f in sorted(files):
+                    z.write(f, f.relative_to(tmp).as_posix())
+            return f"{job_id}-{fmt}.zip", buf.getvalue(), "application/zip"
+
     # -- running ----------------------------------------------------------------------------------
 
     def _validate(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
@@ -145,6 +183,9 @@ class JobManager:
             raise ValidationFailed(
                 f"format {req.format!r} is not one of {formats_for(req.task)} for {req.task}"
             )
+        n = len(req.paths if req.paths is not None else req.texts or ())
+        if n > s.max_job_items:
+            raise PayloadTooLarge(f"a job holds at most {s.max_job_items} items, not {n}")
         if req.task == "ner":
             if req.texts is None:
                 raise ValidationFailed("task ner takes 'texts'")
@@ -179,6 +220,8 @@ class JobManager:
             concurrency=self.concurrency,
         )
         doc["spec"] = asdict(spec)
+        # The export's identity (class order, versions), fixed at submission like run.json.
+        doc["meta"] = run_identity(self.rt, spec)
         return spec, doc
 
     def _check_path(self, raw: str) -> Path:
@@ -225,7 +268,16 @@ class JobManager:
             keys = [f"{i:0{width}d}" for i in range(len(texts))]
             return [Item(k, "text", k, text=t) for k, t in zip(keys, texts, strict=True)]
         # Re-checked on every (re)start: a root may have been removed from the settings since.
-        return [Item(p, "image", p, path=self._check_path(p)) for p in doc["paths"]]
+        return [Item(p, "image", self._name(p), path=self._check_path(p)) for p in doc["paths"]]
+
+    def _name(self, raw: str) -> str:
+        """An image's file_name in exports: its path under the input root it was given in
+        (POSIX), or the path as given."""
+        path = Path(raw).expanduser()
+        for root in self.roots:
+            if path.is_absolute() and path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return raw
 
     async def _run_items(self, job_id: str, spec: JobSpec, items: Sequence[Item]) -> None:
         running: set[asyncio.Task[None]] = set()

@@ -56,6 +56,26 @@ def in_process(rt: Runtime, spec: JobSpec) -> Processor:
     return functools.partial(process, rt, spec=spec)
 
 
+def run_identity(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
+    """run.json's identity of `spec` on `rt`'s loaded models: task, models, versions and the
+    class order (the model's label order, which YOLO class ids follow)."""
+    if spec.task == "ner":
+        ner = rt.registry.ner(spec.model)
+        classes, version = list(ner.labels), f"{spec.model}={ner.spec.version}"
+    else:
+        det = rt.registry.detector(spec.model)
+        classes, version = list(det.adapter.labels), f"{spec.model}={det.spec.version}"
+        if spec.task == "segment":
+            version += f",{spec.sam_model}={rt.registry.sam(spec.sam_model).spec.version}"
+    return {
+        "task": spec.task,
+        "model": spec.model,
+        "sam_model": spec.sam_model if spec.task == "segment" else None,
+        "model_version": version,
+        "classes": classes,
+    }
+
+
 async def run_items(
     process_item: Processor,
     items: Sequence[Item],

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pycocotools.coco import COCO
 
 from app.config import Settings
 from app.main import create_app
@@ -111,6 +114,30 @@ def test_a_job_runs_every_item_and_streams_results_in_key_order(
 
     assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
 
+    # The export in the job's format loads in pycocotools, the failed item left out.
+    r = client.get(f"/v1/jobs/{job_id}/export")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    coco = COCO()
+    coco.dataset = r.json()
+    coco.createIndex()
+    assert sorted(im["file_name"] for im in coco.dataset["images"]) == [
+        f"six/{Path(p).name}" for p in paths if not p.endswith("corrupt.png")
+    ]
+    astronaut = next(i for i in coco.imgs.values() if i["file_name"] == "six/astronaut.png")
+    cats = {coco.cats[a["category_id"]]["name"] for a in coco.imgToAnns[astronaut["id"]]}
+    assert "person" in cats
+    # Per-image formats come as a zip of the folder `prelabel annotate` writes.
+    r = client.get(f"/v1/jobs/{job_id}/export", params={"format": "yolo"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        names = set(z.namelist())
+        classes = z.read("classes.txt").decode().split()
+        rows = z.read("labels/six/astronaut.txt").decode().splitlines()
+    assert "labels/six/corrupt.txt" not in names and len(names) == 6
+    assert any(classes[int(row.split()[0])] == "person" for row in rows)
+    r = client.get(f"/v1/jobs/{job_id}/export", params={"format": "conll"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
 
 def test_paths_outside_the_input_roots_are_refused(client: TestClient, root: Path) -> None:
     outside = root / "outside.png"
@@ -183,6 +210,16 @@ def test_a_restarted_service_resumes_and_records_every_item_once(tmp_path: Path)
     with sqlite3.connect(tmp_path / "jobs.db") as db:
         ((count,),) = db.execute("SELECT COUNT(*) FROM results WHERE job_id = ?", (job_id,))
     assert count == 40
+
+
+def test_a_job_over_the_item_cap_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    s = settings(tmp_path, max_job_items=2)
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        items = [str(tmp_path / "in" / f"{i}.png") for i in range(3)]
+        r = c.post("/v1/jobs", json={"items": items, "task": "detect"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        assert c.get("/v1/jobs").json()["jobs"] == []
 
 
 def test_jobs_disabled_without_a_database() -> None:

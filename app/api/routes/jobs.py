@@ -139,6 +139,24 @@ def _lines(store: JobStore, job_id: str) -> Iterator[str]:
         after = rows[-1].key
 
 
+@router.get(
+    "/jobs/{job_id}/export",
+    summary="The finished items as a dataset file (COCO, YOLO, VOC, Label Studio, ...)",
+    responses={200: {"content": {"application/json": {}, "application/zip": {}}}},
+)
+async def export(
+    job_id: str,
+    request: Request,
+    format: str | None = Query(None, description="Default: the job's."),
+) -> Response:
+    """What `prelabel annotate --format F` writes for the items finished so far: a single file
+    (COCO `annotations.json`, Label Studio `tasks.json`, `predictions.jsonl`, CoNLL) or, for the
+    per-image formats (YOLO, VOC), a zip of the folder. Failed items are left out."""
+    name, data, media = await _manager(request).export(job_id, format)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(data, media_type=media, headers=headers)
+
+
 @router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job")
 async def cancel(job_id: str, request: Request) -> Response:
     """A queued or running job becomes `cancelled` (its finished items stay); an ended job is
