@@ -43,6 +43,34 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per line (for containers and log collectors); "
+        "`text`: a readable line for a terminal.",
+    )
+
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File of hashed API keys, one `<sha256 hex> <user|admin> <name>` a line "
+        "(`prelabel keys new` makes them). With no keys at all, authentication is off.",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hashed API keys in the file's line format, comma-separated (or a JSON "
+        "list); added to the file's.",
+    )
+    metrics_require_auth: bool = Field(
+        default=False, description="/metrics asks for a key too (when keys are configured)."
+    )
+    rate_limit_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second per API key (per client address when auth is off); "
+        "0 turns the limit off.",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="Token-bucket size; default: one second's worth."
+    )
 
     model_dir: Path = PROJECT_MODEL_DIR
     models: Annotated[list[str], NoDecode] = Field(
@@ -132,6 +160,7 @@ class Settings(BaseSettings):
         description="Folders whose images jobs may read, comma-separated or a JSON list.",
     )
     job_concurrency: int = Field(default=8, ge=1, le=1024, description="Job items in flight.")
+    max_job_items: int = Field(default=1_000_000, ge=1, description="Items one job may hold.")
 
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
@@ -144,6 +173,16 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [line.strip() for line in text.split(",") if line.strip()]
         return value
 
     @model_validator(mode="after")
