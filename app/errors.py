@@ -37,6 +37,13 @@ class PayloadTooLarge(PrelabelError):
     status = 413
 
 
+class ImageTooLarge(PayloadTooLarge):
+    """An image whose header declares more pixels than allowed (a decompression bomb). Same
+    public code as any 413, so clients see no change; `rejection` tells the metrics apart."""
+
+    rejection = "bomb"
+
+
 class ValidationFailed(PrelabelError):
     code = "validation_error"
     status = 422
@@ -53,6 +60,27 @@ class UnknownModel(NotFound):
 
 class Overloaded(PrelabelError):
     code = "overloaded"
+    status = 429
+
+
+class Unauthorized(PrelabelError):
+    """No API key, or one that matches no stored hash (401, with `WWW-Authenticate`)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(PrelabelError):
+    """A valid key whose role may not use this route (a `user` key on an admin route)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class RateLimited(PrelabelError):
+    """This key (or client address) is over its request rate (429, with `Retry-After`)."""
+
+    code = "rate_limited"
     status = 429
 
 

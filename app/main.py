@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import errors
+from app.api import auth, errors, ratelimit
+from app.api.access import RequestContextMiddleware
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from app.api.routes import detect, jobs, labelstudio, ner, sam, system
+from app.api.routes import admin, detect, jobs, labelstudio, ner, sam, system
 from app.config import Settings
 from app.runtime import Runtime
 
@@ -37,10 +38,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (detect, sam, ner, system, labelstudio, jobs):
+    for module in (detect, sam, ner, system, labelstudio, jobs, admin):
         app.include_router(module.router)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
     # file, plus room for the other fields.
     app.add_middleware(BodyLimitMiddleware, max_bytes=rt.settings.max_upload_bytes * 4 // 3 + 2**20)
+    # Added innermost first. Outermost: request id + access log, then metrics, then auth
+    # (401/403 before any body is read), then the per-key rate limit (it needs the principal).
+    ratelimit.install(app, rt.settings)
+    auth.install(app, rt.settings)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
+    app.add_middleware(RequestContextMiddleware)
     return app

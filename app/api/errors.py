@@ -8,10 +8,35 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from app.errors import PrelabelError
 
 log = logging.getLogger(__name__)
+
+# Why a request was refused, for `prelabel_rejections_total{reason}`, by public error code (so a
+# code added elsewhere, like "url_blocked", needs no import of its class); an error class can
+# name its own (`ImageTooLarge.rejection = "bomb"`). Counted once, in MetricsMiddleware, from
+# what `note_error` leaves in the ASGI scope.
+REJECTIONS = {
+    "overloaded": "queue_full",
+    "deadline_exceeded": "deadline",
+    "payload_too_large": "too_large",
+    "url_blocked": "url_blocked",
+    "unauthorized": "unauthorized",
+    "forbidden": "unauthorized",
+    "rate_limited": "rate_limited",
+}
+ERROR_CODE_KEY = "prelabel.error_code"
+REJECTION_KEY = "prelabel.rejection"
+
+
+def note_error(scope: Scope, code: str, exc: Exception | None = None) -> None:
+    """Record the error code (for the access log) and the rejection reason (for the metric)."""
+    scope[ERROR_CODE_KEY] = code
+    reason = getattr(exc, "rejection", None) or REJECTIONS.get(code)
+    if reason:
+        scope[REJECTION_KEY] = reason
 
 
 def error_response(
@@ -21,8 +46,15 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def send_error(scope: Scope, receive: Receive, send: Send, exc: PrelabelError) -> None:
+    """Answer from a middleware (before routing) exactly as the handlers would."""
+    note_error(scope, exc.code, exc)
+    await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
+
+
 async def _prelabel(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PrelabelError)
+    note_error(request.scope, exc.code, exc)
     if exc.status >= 500 and exc.status not in (503, 504):
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -34,6 +66,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ())) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    note_error(request.scope, "validation_error")
     return error_response(422, "validation_error", "; ".join(parts))
 
 
@@ -47,6 +80,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         413: "payload_too_large",
         415: "unsupported_media_type",
     }.get(exc.status_code, "http_error")
+    note_error(request.scope, code)
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, str(exc.detail), headers)
 

@@ -6,13 +6,14 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import REJECTION_KEY, error_response, note_error
 from app.errors import PayloadTooLarge
 from app.inference.metrics import Metrics
 
 
 class MetricsMiddleware:
-    """Counts requests by route template and status, and times them."""
+    """Counts requests by route template and status, times them, and counts rejections by
+    reason (`prelabel_rejections_total`, from what `note_error` recorded)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -39,6 +40,9 @@ class MetricsMiddleware:
             name = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(name, str(status)).inc()
             self.metrics.request_seconds.labels(name).observe(time.perf_counter() - t0)
+            reason = scope.get(REJECTION_KEY)  # left by note_error, wherever the error arose
+            if reason is not None:
+                self.metrics.rejections.labels(reason).inc()
 
 
 class BodyLimitMiddleware:
@@ -58,6 +62,7 @@ class BodyLimitMiddleware:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 message = f"request body is {int(value)} bytes; the limit is {self.max_bytes}"
                 response = error_response(413, PayloadTooLarge.code, message)
+                note_error(scope, PayloadTooLarge.code)
                 await response(scope, receive, send)
                 return
         seen = 0

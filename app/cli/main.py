@@ -1,13 +1,15 @@
-"""`prelabel serve | models fetch [NAME...] | models list | annotate INPUT | merge DIR...`."""
+"""`prelabel serve | models fetch [NAME...] | models list | annotate INPUT | merge DIR... |
+keys new`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from app.cli import keys as keys_cli
 from app.config import Settings
+from app.logging_setup import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,12 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--all", action="store_true", help="every model in the manifest")
     msub.add_parser("list", help="models in the manifest and whether their files are present")
     _add_batch(sub)
+    keys_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "keys":  # needs no settings, so it works whatever the environment says
+        return keys_cli.run(args)
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # PRELABEL_LOG_FORMAT=json for log collectors; every line carries the request id.
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     if args.command in ("annotate", "merge"):
@@ -123,6 +127,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers propagate to our handler (JSON when asked)
         access_log=False,
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from app.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
 # Formats a labeling tool sends. Pillow can open many more (EPS, PSD, ...); refusing them keeps
 # the attack surface small.
@@ -32,7 +32,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
     this array: x to the right, y down, origin at the top-left pixel corner, as a browser shows
     the image.
 
-    Raises: `InvalidImage` (400), `UnsupportedMediaType` (415), `PayloadTooLarge` (413).
+    Raises: `InvalidImage` (400), `UnsupportedMediaType` (415), `PayloadTooLarge` (413; its
+    subclass `ImageTooLarge` for a pixel count over the limit, a decompression bomb).
     """
     if not data:
         raise InvalidImage("empty image body")
@@ -47,7 +48,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
     except UnidentifiedImageError as e:
         raise UnsupportedMediaType("body is not a supported image (JPEG, PNG, WebP, ...)") from e
     except Image.DecompressionBombError as e:
-        raise PayloadTooLarge(f"image dimensions exceed {limits.max_pixels} pixels") from e
+        raise ImageTooLarge(f"image dimensions exceed {limits.max_pixels} pixels") from e
     except (OSError, ValueError) as e:
         raise InvalidImage("image header is corrupt") from e
     with img:
@@ -57,7 +58,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
         if w <= 0 or h <= 0:
             raise InvalidImage("image has zero width or height")
         if w * h > limits.max_pixels:
-            raise PayloadTooLarge(
+            raise ImageTooLarge(
                 f"image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels}"
             )
         try:

@@ -8,6 +8,17 @@ from app.inference.batcher import Lane
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+# Why HTTP requests were refused (`prelabel_rejections_total{reason}`); every reason is exported
+# from the start at 0, so a rate() over it never starts from a missing series.
+REJECTION_REASONS = (
+    "queue_full",
+    "deadline",
+    "too_large",
+    "url_blocked",
+    "bomb",
+    "unauthorized",
+    "rate_limited",
+)
 
 
 class Metrics:
@@ -61,6 +72,14 @@ class Metrics:
             ["model", "lane", "reason"],
             registry=r,
         )
+        self.rejections = Counter(
+            "prelabel_rejections",
+            "HTTP requests refused, by reason: " + ", ".join(REJECTION_REASONS),
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(reason)
         self.cache_hits = Counter(
             "prelabel_embedding_cache_hits", "SAM embedding cache hits", ["model"], registry=r
         )
