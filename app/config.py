@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -95,6 +96,13 @@ class Settings(BaseSettings):
         "from whatever queued while the workers were busy), 2 ms on a GPU.",
     )
     max_queue: int = Field(default=256, ge=1)
+    interactive_reserve_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="For this long after an interactive request, bulk work (jobs, annotate) "
+        "keeps off one of a model's workers, so clicks never queue behind a bulk batch "
+        "(models with several workers; 0 turns it off).",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     shutdown_grace_s: float = Field(
@@ -131,11 +139,32 @@ class Settings(BaseSettings):
         default_factory=dict, description="Model class -> labeling-config label, JSON."
     )
     ls_score_threshold: float = Field(default=0.35, ge=0, le=1)
+    ls_max_tasks: int = Field(
+        default=1000, ge=1, description="Tasks per /predict call (each one is queued work)."
+    )
     ls_precompute_embeddings: bool = Field(
         default=False, description="On TASKS_CREATED, compute SAM embeddings on the bulk lane."
     )
     ls_allow_external_urls: bool = Field(
         default=False, description="Fetch task images from hosts other than Label Studio."
+    )
+    url_allow_http: bool = Field(
+        default=False, description="Fetch image URLs over plain http too (https only otherwise)."
+    )
+    url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Image URL hosts allowed (exact, or *.suffix), comma-separated or a JSON "
+        "list; empty: any host whose addresses are public.",
+    )
+    url_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs image URLs may reach although private (an in-cluster object store); "
+        "cloud metadata addresses stay refused.",
+    )
+    url_connect_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    url_read_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    url_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Whole URL fetch, redirects and body included."
     )
     shard_index: int = Field(
         default=0,
@@ -174,6 +203,28 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [name.strip() for name in text.split(",") if name.strip()]
         return value
+
+    @field_validator("url_allowed_hosts", "url_allowed_networks", mode="before")
+    @classmethod
+    def _split_url_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split(",")
+        return value
+
+    @field_validator("url_allowed_hosts")
+    @classmethod
+    def _url_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [h.strip().lower().rstrip(".") for h in value if h.strip()]
+        for h in hosts:
+            if "*" in h.removeprefix("*.") or h in ("*", "*."):
+                raise ValueError(f"{h!r}: use an exact host or *.suffix")
+        return hosts
+
+    @field_validator("url_allowed_networks")
+    @classmethod
+    def _url_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(n.strip(), strict=False)) for n in value if n.strip()]
 
     @field_validator("api_keys", mode="before")
     @classmethod

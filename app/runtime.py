@@ -8,7 +8,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import httpx
 from PIL import Image
 
 from app.config import Settings
@@ -25,6 +24,7 @@ from app.domain.segmentation import (
     low_res_nbytes,
 )
 from app.domain.text import NerService
+from app.domain.urls import SafeFetcher, UrlPolicy
 from app.inference.cache import TTLCache
 from app.inference.manifest import Manifest
 from app.inference.metrics import Metrics
@@ -59,6 +59,7 @@ class Runtime:
                 retry_after_s=s.retry_after_s,
                 gpu_mem_limit_mb=s.gpu_mem_limit_mb,
                 overrides=s.serving,
+                interactive_reserve_s=s.interactive_reserve_s,
             ),
             self.metrics,
         )
@@ -92,10 +93,9 @@ class Runtime:
             s.label_studio_token.get_secret_value() if s.label_studio_token else None,
         )
         self.events = EventLog(s.events_path)
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False
-        )
-        self.ls_fetcher = TaskDataFetcher(self.http, s.max_upload_bytes, s.ls_allow_external_urls)
+        # Every untrusted URL (image_url, Label Studio task data, batch inputs) goes through it.
+        self.url_fetcher = SafeFetcher(UrlPolicy.from_settings(s))
+        self.ls_fetcher = TaskDataFetcher(self.url_fetcher, s.ls_allow_external_urls)
         self.ls_predictor = LabelStudioPredictor(
             self.ls_projects,
             self.ls_fetcher,
@@ -120,6 +120,10 @@ class Runtime:
             self.jobs = JobManager(self, s.jobs_db, s.job_input_roots, s.job_concurrency)
         self.onnxruntime = "unknown"
         self.started = False
+        # Shutdown (app/cli/serve.py, app/api/drain.py): readiness false, new requests 503.
+        self.draining = False
+        self.drain_deadline: float | None = None  # time.monotonic() by which stop() must end
+        self.in_flight = 0  # HTTP requests being served, probes excluded (the drain middleware)
 
     def _models_version(self) -> str:
         """The default models and their versions: part of every Label Studio model_version."""
@@ -148,10 +152,21 @@ class Runtime:
             {n: s.status for n, s in self.registry.states.items()},
         )
 
+    def begin_drain(self, deadline: float | None = None) -> None:
+        """Shutdown has begun: /readyz answers 503 at once and new requests get 503
+        `shutting_down`; requests in flight and queued batches carry on. `deadline`
+        (`time.monotonic()`) bounds the drain in `stop()`. Cheap and lock-free: it is called
+        from a signal handler."""
+        self.draining = True
+        self.drain_deadline = deadline
+
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         if self.jobs is not None:
             await self.jobs.stop()  # before the batchers drain: job items stop arriving
-        await self.http.aclose()
+        await self.url_fetcher.aclose()
+        if self.drain_deadline is not None:  # SIGTERM: stay inside the grace period
+            left = self.drain_deadline - time.monotonic()
+            drain_timeout_s = max(0.1, min(drain_timeout_s, left))
         await asyncio.to_thread(self.registry.stop_all, True, drain_timeout_s)
         self.embeddings.clear()
         self.low_res.clear()
@@ -159,4 +174,4 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self.started and self.registry.ready
+        return self.started and not self.draining and self.registry.ready

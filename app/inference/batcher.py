@@ -8,6 +8,9 @@ function once, and resolve each caller's future with its own result. Properties:
   function that raises is retried item by item so one bad item never fails its batch-mates;
 - two priority lanes: `Lane.INTERACTIVE` items are always taken before `Lane.BULK` ones, and each
   lane has its own bounded queue so a bulk backlog never makes interactive requests overflow;
+- a worker held for clicks: with several workers and `interactive_reserve_s` > 0, bulk work
+  occupies at most `workers - 1` of them for that long after the latest interactive item, so a
+  click never waits behind a bulk batch (a batch cannot be preempted once running);
 - a full lane raises `Overloaded` (HTTP 429 with Retry-After) at submit time;
 - an item past its deadline is never computed (`DeadlineExceeded`, HTTP 504), and a caller who
   stops waiting cancels its item if it has not started;
@@ -48,6 +51,8 @@ class BatchConfig:
     max_queue: int = 256
     workers: int = 1
     retry_after_s: int = 1
+    # Keep a worker free of bulk work for this long after each interactive item (0: off).
+    interactive_reserve_s: float = 0.0
 
 
 class BatchObserver(Protocol):
@@ -107,6 +112,8 @@ class Batcher(Generic[In, Out]):
         self._closing = False
         self._in_flight = 0
         self._busy = 0  # workers running a batch
+        self._bulk_busy = 0  # workers running a batch that holds bulk items
+        self._last_interactive = float("-inf")  # monotonic time of the latest interactive item
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -181,6 +188,8 @@ class Batcher(Generic[In, Out]):
                     headers={"Retry-After": str(self.config.retry_after_s)},
                 )
             queue.append(item)
+            if lane is Lane.INTERACTIVE:
+                self._last_interactive = now
             self._obs.depth(lane, len(queue))
             if self._idle:
                 self._wake[self._idle.pop()].notify()
@@ -224,8 +233,21 @@ class Batcher(Generic[In, Out]):
         queue.extend(live)
         self._obs.depth(lane, len(queue))
 
-    def _pop(self) -> _Item[In, Out]:
-        for lane in Lane:  # INTERACTIVE first
+    def _reserved_until(self) -> float:
+        """Until when bulk work may not take the last free worker (lock held); -inf if never."""
+        cfg = self.config
+        if cfg.workers < 2 or cfg.interactive_reserve_s <= 0 or self._closing:
+            return float("-inf")
+        if self._bulk_busy < cfg.workers - 1:
+            return float("-inf")
+        return self._last_interactive + cfg.interactive_reserve_s
+
+    def _takeable(self, allow_bulk: bool) -> int:
+        inter = len(self._lanes[Lane.INTERACTIVE])
+        return inter + len(self._lanes[Lane.BULK]) if allow_bulk else inter
+
+    def _pop(self, allow_bulk: bool = True) -> _Item[In, Out]:
+        for lane in Lane if allow_bulk else (Lane.INTERACTIVE,):  # INTERACTIVE first
             if self._lanes[lane]:
                 item = self._lanes[lane].popleft()
                 self._obs.depth(lane, len(self._lanes[lane]))
@@ -235,11 +257,17 @@ class Batcher(Generic[In, Out]):
     def _take_batch(self, worker: int) -> list[_Item[In, Out]] | None:
         cfg = self.config
         with self._cond:
-            while not self._queued():
-                if self._closing:
+            while True:
+                reserved_until = self._reserved_until()
+                allow_bulk = time.monotonic() >= reserved_until
+                if self._takeable(allow_bulk):
+                    break
+                if self._closing and not self._queued():
                     return None
                 self._idle.append(worker)
-                self._wake[worker].wait()
+                # Bulk work held back by the reservation is retried when it expires.
+                held = self._lanes[Lane.BULK] and not allow_bulk
+                self._wake[worker].wait(reserved_until - time.monotonic() if held else None)
                 if worker in self._idle:
                     self._idle.remove(worker)
             if cfg.max_wait_ms > 0 and cfg.max_batch_size > 1:
@@ -254,11 +282,13 @@ class Batcher(Generic[In, Out]):
             # leaving them nothing: on CPU a batch costs as much per item as single runs, so a
             # greedy batch only delays its last items.
             idle_others = max(0, cfg.workers - self._busy - 1)
-            limit = min(cfg.max_batch_size, -(-self._queued() // (1 + idle_others)))
+            allow_bulk = time.monotonic() >= self._reserved_until()
+            queued = self._takeable(allow_bulk)
+            limit = min(cfg.max_batch_size, -(-queued // (1 + idle_others)))
             batch: list[_Item[In, Out]] = []
             now = time.monotonic()
-            while len(batch) < limit and self._queued():
-                item = self._pop()
+            while len(batch) < limit and self._takeable(allow_bulk):
+                item = self._pop(allow_bulk)
                 if not item.future.set_running_or_notify_cancel():
                     continue  # the caller gave up before we started
                 if item.deadline is not None and now > item.deadline:
@@ -271,6 +301,7 @@ class Batcher(Generic[In, Out]):
                 batch.append(item)
             self._in_flight += len(batch)
             self._busy += 1 if batch else 0
+            self._bulk_busy += 1 if any(i.lane is Lane.BULK for i in batch) else 0
             return batch
 
     def _work(self, worker: int) -> None:
@@ -283,6 +314,8 @@ class Batcher(Generic[In, Out]):
                 with self._cond:
                     self._in_flight -= len(batch)
                     self._busy -= 1
+                    if any(i.lane is Lane.BULK for i in batch):
+                        self._bulk_busy -= 1  # this worker takes the next bulk batch itself
                     self._cond.notify_all()
 
     def _call(self, payloads: Sequence[In]) -> Sequence[Out | BaseException]:

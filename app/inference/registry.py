@@ -44,6 +44,7 @@ class Tuning:
     retry_after_s: int
     gpu_mem_limit_mb: int | None = None
     overrides: dict[str, ServingOverride] = field(default_factory=dict)
+    interactive_reserve_s: float = 0.0
 
 
 @dataclass
@@ -193,6 +194,7 @@ class ModelRegistry:
             max_queue=o.max_queue or t.max_queue,
             workers=max(1, o.workers or workers),
             retry_after_s=t.retry_after_s,
+            interactive_reserve_s=t.interactive_reserve_s,
         )
 
     def _session(

@@ -241,3 +241,82 @@ def test_abandoned_items_free_their_queue_slots() -> None:
         assert all(x not in batch for batch in model.batches for x in (1, 2))
     finally:
         b.stop()
+
+
+class BulkGate:
+    """Doubles numbers; a batch holding a bulk item (>= 100) blocks on `gate`. `entered` counts
+    the bulk batches that started."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, items: Sequence[int]) -> list[int | BaseException]:
+        if any(x >= 100 for x in items):
+            self.entered.release()
+            self.gate.wait(10)
+        return [2 * x for x in items]
+
+
+def two_workers(model: BulkGate, reserve_s: float) -> Batcher[int, int]:
+    cfg = BatchConfig(max_batch_size=1, max_wait_ms=0.0, workers=2, interactive_reserve_s=reserve_s)
+    b: Batcher[int, int] = Batcher("gate", model, cfg)
+    b.start()
+    return b
+
+
+def test_a_worker_is_kept_for_clicks_while_bulk_work_is_running() -> None:
+    model = BulkGate()
+    b = two_workers(model, reserve_s=600.0)
+    try:
+        assert b.submit_future(1).result(5) == 2  # an annotator is active
+        first = b.submit_future(100, Lane.BULK)
+        assert model.entered.acquire(timeout=5)
+        second = b.submit_future(101, Lane.BULK)
+        # The other worker wakes, finds only bulk work it may not take, and parks again.
+        parked = threading.Event()
+        for _ in range(5000):  # bounded: without the reservation it never parks
+            if b.idle_workers:
+                break
+            parked.wait(0.001)
+        assert b.idle_workers == 1 and b.depth(Lane.BULK) == 1
+        # A click is answered at once, while the bulk batch still holds the first worker.
+        assert b.submit_future(2).result(5) == 4
+        assert not first.done() and not second.done()
+        model.gate.set()
+        assert (first.result(5), second.result(5)) == (200, 202)
+    finally:
+        model.gate.set()
+        b.stop()
+
+
+def test_without_clicks_or_reservation_bulk_work_uses_every_worker() -> None:
+    for reserve_s, click in ((0.0, True), (600.0, False)):
+        model = BulkGate()
+        b = two_workers(model, reserve_s)
+        try:
+            if click:
+                assert b.submit_future(1).result(5) == 2
+            futures = [b.submit_future(100 + i, Lane.BULK) for i in range(2)]
+            assert model.entered.acquire(timeout=5) and model.entered.acquire(timeout=5)
+            model.gate.set()
+            assert [f.result(5) for f in futures] == [200, 202]
+        finally:
+            model.gate.set()
+            b.stop()
+
+
+def test_held_bulk_work_starts_when_the_reservation_expires() -> None:
+    model = BulkGate()
+    b = two_workers(model, reserve_s=0.05)
+    try:
+        assert b.submit_future(1).result(5) == 2
+        futures = [b.submit_future(100 + i, Lane.BULK) for i in range(2)]
+        # Both bulk batches end up running at once with no further submission: the parked
+        # worker retries when the reservation runs out.
+        assert model.entered.acquire(timeout=5) and model.entered.acquire(timeout=5)
+        model.gate.set()
+        assert [f.result(5) for f in futures] == [200, 202]
+    finally:
+        model.gate.set()
+        b.stop()
