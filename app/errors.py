@@ -89,6 +89,14 @@ class NotReady(PrelabelError):
     status = 503
 
 
+class ShuttingDown(PrelabelError):
+    """SIGTERM was received: the server finishes what it has and takes nothing new."""
+
+    code = "shutting_down"
+    status = 503
+    rejection = "shutting_down"
+
+
 class DeadlineExceeded(PrelabelError):
     code = "deadline_exceeded"
     status = 504

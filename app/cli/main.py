@@ -118,20 +118,17 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    import uvicorn
+    from app.cli.serve import serve
 
-    from app.main import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
+    # Graceful shutdown on SIGTERM (drain, then exit within PRELABEL_SHUTDOWN_GRACE_S): serve.py
+    return serve(
+        settings,
+        host or settings.host,
+        settings.port if port is None else port,  # 0: an ephemeral port (tests, benchmarks)
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers propagate to our handler (JSON when asked)
         access_log=False,
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )
-    return 0
 
 
 def _fetch(settings: Settings, names: list[str], everything: bool) -> int:

@@ -18,6 +18,7 @@ REJECTION_REASONS = (
     "bomb",
     "unauthorized",
     "rate_limited",
+    "shutting_down",
 )
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import runtime_of
 from app.api.schemas import BatchingOut, ModelOut, ModelsResponse
 from app.domain.formats.render import IMAGE_FORMATS, TEXT_FORMATS
+from app.errors import ShuttingDown
 from app.inference.manifest import ModelSpec
 from app.runtime import Runtime
 
@@ -77,6 +78,9 @@ async def livez() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     states = {n: s.status for n, s in runtime.registry.states.items()}
+    if runtime.draining:  # SIGTERM: out of the load balancer at once, while in-flight work ends
+        body = {"error": {"code": ShuttingDown.code, "message": "shutting down"}, "models": states}
+        return JSONResponse(body, status_code=503)
     if runtime.ready:
         return JSONResponse({"status": "ready", "models": states})
     problems = [
