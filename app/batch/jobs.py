@@ -31,6 +31,7 @@ from app.batch.export import export, formats_for
 from app.batch.inputs import Item
 from app.batch.jobstore import JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, process, run_identity
+from app.domain.apikeys import Principal
 from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
@@ -49,6 +50,7 @@ class JobRequest:
     model: str | None = None
     format: str | None = None
     score_threshold: float = 0.35
+    owner: str | None = None  # the submitting key's name; None when authentication is off
 
 
 @dataclass(frozen=True)
@@ -114,23 +116,29 @@ class JobManager:
             total,
             json.dumps(doc),
             time.time(),
+            req.owner,
         )
         self._launch(job_id)
         return job_id
 
-    async def status(self, job_id: str) -> JobStatus:
+    async def status(self, job_id: str, who: Principal | None = None) -> JobStatus:
+        """A job `who` may see: their own, or any for an admin or with authentication off.
+        Anyone else's is NotFound, as if it did not exist."""
         row = await asyncio.to_thread(self.store.get, job_id)
-        if row is None:
+        if row is None or not (who is None or who.is_admin or row.owner == who.name):
             raise NotFound(f"no job {job_id!r}")
         return speed(row, time.time())
 
-    async def recent(self, limit: int = 100) -> list[JobStatus]:
+    async def recent(self, limit: int = 100, who: Principal | None = None) -> list[JobStatus]:
+        """The newest jobs `who` may see (see `status`)."""
         now = time.time()
-        return [speed(r, now) for r in await asyncio.to_thread(self.store.recent, limit)]
+        owner = None if who is None or who.is_admin else who.name
+        return [speed(r, now) for r in await asyncio.to_thread(self.store.recent, limit, owner)]
 
-    async def cancel(self, job_id: str) -> JobStatus:
-        """Stop a queued or running job (state `cancelled`); an ended job is left as it is."""
-        await self.status(job_id)
+    async def cancel(self, job_id: str, who: Principal | None = None) -> JobStatus:
+        """Stop a queued or running job (state `cancelled`); an ended job is left as it is.
+        Only its owner or an admin may (others get NotFound)."""
+        await self.status(job_id, who)
         await asyncio.to_thread(self.store.finish, job_id, "cancelled", time.time())
         task = self._tasks.get(job_id)
         if task is not None:
@@ -138,11 +146,13 @@ class JobManager:
             await asyncio.gather(task, return_exceptions=True)
         return await self.status(job_id)
 
-    async def export(self, job_id: str, fmt: str | None) -> tuple[str, bytes, str]:
+    async def export(
+        self, job_id: str, fmt: str | None, who: Principal | None = None
+    ) -> tuple[str, bytes, str]:
         """The job's finished items as one document in `fmt` (default: the job's format):
         (file name, bytes, media type). Single-file formats come as the file itself; YOLO and
         VOC (a file per image) as a zip of the folder `prelabel annotate` would write."""
-        row = (await self.status(job_id)).job
+        row = (await self.status(job_id, who)).job
         fmt = fmt or row.format
         if fmt is None or fmt not in formats_for(row.task):
             raise ValidationFailed(

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     done INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    spec_json TEXT NOT NULL
+    spec_json TEXT NOT NULL,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT NOT NULL,
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS results (
 
 _JOB_COLUMNS = (
     "id, state, task, model, format, created, updated, started, started_count, total, done, "
-    "failed, error"
+    "failed, error, owner"
 )
 
 
@@ -70,6 +71,7 @@ class JobRow:
     done: int
     failed: int
     error: str | None
+    owner: str | None = None  # the API key's name that submitted it (None: auth was off)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a database from before job ownership
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -112,12 +117,13 @@ class JobStore:
         total: int,
         spec_json: str,
         now: float,
+        owner: str | None = None,
     ) -> None:
         with self._lock:
             self._conn().execute(
                 "INSERT INTO jobs (id, state, task, model, format, created, updated, total, "
-                "spec_json) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, task, model, fmt, now, now, total, spec_json),
+                "spec_json, owner) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, task, model, fmt, now, now, total, spec_json, owner),
             )
 
     def mark_running(self, job_id: str, now: float) -> bool:
@@ -177,13 +183,15 @@ class JobStore:
             )
         return JobRow(*row) if row else None
 
-    def recent(self, limit: int = 100) -> list[JobRow]:
-        """The newest `limit` jobs, newest first."""
+    def recent(self, limit: int = 100, owner: str | None = None) -> list[JobRow]:
+        """The newest `limit` jobs (only `owner`'s, if given), newest first."""
+        where, args = ("WHERE owner = ? ", (owner, limit)) if owner is not None else ("", (limit,))
         with self._lock:
             rows = (
                 self._conn()
                 .execute(
-                    f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created DESC, id LIMIT ?", (limit,)
+                    f"SELECT {_JOB_COLUMNS} FROM jobs {where}ORDER BY created DESC, id LIMIT ?",
+                    args,
                 )
                 .fetchall()
             )

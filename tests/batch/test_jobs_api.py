@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pycocotools.coco import COCO
 
 from app.config import Settings
+from app.domain.apikeys import key_line, new_key
 from app.main import create_app
 from tests.batch.conftest import SAMPLES, SKIMAGE_DATA, make_dataset
 
@@ -220,6 +221,39 @@ def test_a_job_over_the_item_cap_is_refused(tmp_path: Path) -> None:
         r = c.post("/v1/jobs", json={"items": items, "task": "detect"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
         assert c.get("/v1/jobs").json()["jobs"] == []
+
+
+def test_with_api_keys_a_job_belongs_to_its_submitter(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    image = tmp_path / "in" / "astronaut.png"
+    shutil.copyfile(SKIMAGE_DATA / "astronaut.png", image)
+    keys = {name: new_key() for name in ("alice", "bob", "root")}
+    lines = [key_line(keys[n], "admin" if n == "root" else "user", n) for n in keys]
+    auth = {n: {"Authorization": f"Bearer {k}"} for n, k in keys.items()}
+    with TestClient(create_app(settings(tmp_path, api_keys=lines))) as c:
+        assert c.post("/v1/jobs", json={"items": [str(image)], "task": "detect"}).status_code == 401
+        r = c.post(
+            "/v1/jobs", json={"items": [str(image)], "task": "detect"}, headers=auth["alice"]
+        )
+        assert r.status_code == 202 and r.json()["owner"] == "alice"
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + DEADLINE_S
+        while c.get(f"/v1/jobs/{job_id}", headers=auth["alice"]).json()["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # Bob neither sees nor cancels it; the admin sees and cancels everyone's.
+        assert c.get("/v1/jobs", headers=auth["bob"]).json()["jobs"] == []
+        for method, path in (
+            ("GET", f"/v1/jobs/{job_id}"),
+            ("GET", f"/v1/jobs/{job_id}/results"),
+            ("GET", f"/v1/jobs/{job_id}/export?format=coco"),
+            ("DELETE", f"/v1/jobs/{job_id}"),
+        ):
+            assert c.request(method, path, headers=auth["bob"]).status_code == 404, path
+            assert c.request(method, path, headers=auth["alice"]).status_code == 200, path
+        listed = c.get("/v1/jobs", headers=auth["root"]).json()["jobs"]
+        assert [j["id"] for j in listed] == [job_id]
+        assert c.delete(f"/v1/jobs/{job_id}", headers=auth["root"]).status_code == 200
 
 
 def test_jobs_disabled_without_a_database() -> None:

@@ -1,4 +1,7 @@
-"""/v1/jobs: batch jobs on the service (submit, list, status, results, cancel).
+"""/v1/jobs: batch jobs on the service (submit, list, status, results, export, cancel).
+
+With API keys on, a job belongs to the key that submitted it: other `user` keys neither see nor
+cancel it (404, as if it did not exist); `admin` keys see and cancel every job.
 
 A job's items are image paths under `PRELABEL_JOB_INPUT_ROOTS` (detect, segment) or texts (ner);
 it runs on the bulk lane and persists in `PRELABEL_JOBS_DB`, resuming after a restart.
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from app.api.auth import principal_of
 from app.api.deps import json_response, runtime_of
 from app.batch.jobs import JobManager, JobRequest, JobStatus
 from app.batch.jobstore import JobStore
@@ -51,10 +55,16 @@ class JobOut(BaseModel):
     created: float = Field(description="Unix time.")
     updated: float = Field(description="Unix time.")
     error: str | None = None
+    owner: str | None = Field(default=None, description="The submitting API key's name.")
 
 
 class JobList(BaseModel):
     jobs: list[JobOut]
+
+
+def _owner(request: Request) -> str | None:
+    who = principal_of(request)
+    return None if who is None else who.name
 
 
 def _manager(request: Request) -> JobManager:
@@ -82,6 +92,7 @@ def _out(st: JobStatus) -> JobOut:
         created=j.created,
         updated=j.updated,
         error=j.error,
+        owner=j.owner,
     )
 
 
@@ -96,20 +107,25 @@ async def submit(body: JobIn, request: Request) -> Response:
             model=body.model,
             format=body.format,
             score_threshold=body.score_threshold,
+            owner=_owner(request),
         )
     )
-    out = _out(await jobs.status(job_id))
+    out = _out(await jobs.status(job_id, principal_of(request)))
     return Response(out.model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.get("/jobs", response_model=JobList, summary="The newest jobs, newest first")
 async def list_jobs(request: Request, limit: int = Query(100, ge=1, le=1000)) -> Response:
-    return json_response(JobList(jobs=[_out(s) for s in await _manager(request).recent(limit)]))
+    return json_response(
+        JobList(
+            jobs=[_out(s) for s in await _manager(request).recent(limit, principal_of(request))]
+        )
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, counts, rate, ETA")
 async def get_job(job_id: str, request: Request) -> Response:
-    return json_response(_out(await _manager(request).status(job_id)))
+    return json_response(_out(await _manager(request).status(job_id, principal_of(request))))
 
 
 @router.get("/jobs/{job_id}/results", summary="Per-item results, JSON Lines, in key order")
@@ -118,7 +134,7 @@ async def results(job_id: str, request: Request) -> StreamingResponse:
     masks COCO RLE) or `{"key", "ok": false, "error": "code: message"}`. A running job streams
     what has finished so far."""
     jobs = _manager(request)
-    await jobs.status(job_id)  # 404 before the stream starts
+    await jobs.status(job_id, principal_of(request))  # 404 before the stream starts
     return StreamingResponse(_lines(jobs.store, job_id), media_type="application/x-ndjson")
 
 
@@ -152,7 +168,7 @@ async def export(
     """What `prelabel annotate --format F` writes for the items finished so far: a single file
     (COCO `annotations.json`, Label Studio `tasks.json`, `predictions.jsonl`, CoNLL) or, for the
     per-image formats (YOLO, VOC), a zip of the folder. Failed items are left out."""
-    name, data, media = await _manager(request).export(job_id, format)
+    name, data, media = await _manager(request).export(job_id, format, principal_of(request))
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     return Response(data, media_type=media, headers=headers)
 
@@ -161,4 +177,4 @@ async def export(
 async def cancel(job_id: str, request: Request) -> Response:
     """A queued or running job becomes `cancelled` (its finished items stay); an ended job is
     returned unchanged."""
-    return json_response(_out(await _manager(request).cancel(job_id)))
+    return json_response(_out(await _manager(request).cancel(job_id, principal_of(request))))
