@@ -42,6 +42,9 @@ def note_error(scope: Scope, code: str, exc: Exception | None = None) -> None:
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    # A lone surrogate (from a client's text echoed in a message) would make the UTF-8 encoding
+    # of the response itself fail: escape it rather than answer 500.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -75,6 +78,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc.__cause__, PrelabelError):  # FastAPI wraps errors raised while it reads
         return await _prelabel(request, exc.__cause__)  # a body (our size cap among them)
     code = {
+        400: "bad_input",  # FastAPI's "error parsing the body" (a form it could not read)
         404: "not_found",
         405: "method_not_allowed",
         413: "payload_too_large",

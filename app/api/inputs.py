@@ -1,25 +1,69 @@
-"""Reading image requests: multipart upload (`file` plus form fields) or JSON with base64.
+"""Reading image requests: multipart upload (`file` plus form fields) or JSON with base64, or
+in either shape an `image_url` to fetch instead of the bytes.
 
-One function for both, so every image route takes the same two shapes and the same limits.
+One function for all, so every image route takes the same shapes and the same limits.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import pydantic_core
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.responses import Response
 
 from app.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+Fetch = Callable[[str], Awaitable[bytes]]
+"""An image URL -> its bytes (the runtime's SafeFetcher.fetch), raising PrelabelError."""
 
 # Form fields whose values are JSON (lists and objects do not fit a flat form).
 JSON_FIELDS = frozenset({"points", "box", "classes"})
+
+
+def parse_json(raw: bytes | str, what: str = "body") -> Any:
+    """Parse JSON as RFC 8259 has it, or raise `ValidationFailed` (422).
+
+    Python's `json` accepts NaN and Infinity and lone surrogates ("\\ud800", which no UTF-8
+    encoder will write back, so spaCy, tokenizers and our own responses fail on them), and it
+    raises RecursionError on deep nesting and ValueError on numbers over 4300 digits: 500s
+    where they reach a route. pydantic's parser (jiter) refuses all of these, and invalid UTF-8,
+    with a message that says where; nesting is capped at 200 levels.
+    """
+    try:
+        return pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as e:
+        raise ValidationFailed(f"{what} is not valid JSON: {e}") from e
+
+
+class StrictJsonRequest(Request):
+    """A request whose `.json()` is `parse_json`: what FastAPI calls to read a JSON body."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """Route class for routes whose JSON body FastAPI parses (`APIRouter(route_class=...)`).
+    FastAPI wraps the `ValidationFailed` in a 400 `HTTPException`; the error handlers unwrap it
+    back to the 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict
 
 
 def image_body_doc(json_model: type[BaseModel]) -> dict[str, Any]:
@@ -31,9 +75,12 @@ def image_body_doc(json_model: type[BaseModel]) -> dict[str, Any]:
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                        "description": "`file` plus any option as a form field "
-                        "(lists and objects as JSON).",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "image_url": {"type": "string", "maxLength": 2048},
+                        },
+                        "description": "`file` (or an `image_url` field) plus any option as a "
+                        "form field (lists and objects as JSON).",
                     }
                 },
                 "application/json": {"schema": json_model.model_json_schema()},
@@ -71,37 +118,62 @@ def _describe(e: ValidationError) -> str:
 
 
 async def read_image_request(
-    request: Request, model: type[M], cap: int, image_required: bool = True
+    request: Request,
+    model: type[M],
+    cap: int,
+    image_required: bool = True,
+    fetch: Fetch | None = None,
 ) -> tuple[bytes | None, M]:
     """Return (image bytes or None, validated options). The JSON body's `image` field (base64)
-    is removed from the options; multipart takes the image from the `file` part."""
+    is removed from the options; multipart takes the image from the `file` part. Instead of
+    either, an `image_url` (JSON field or form field) is fetched with `fetch` once the options
+    are valid; at most one of the two (exactly one when `image_required`)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        return await _multipart(request, model, cap, image_required)
+        image, url, opts = await _multipart(request, model, cap)
+        return await _one_image(image, url, image_required, fetch, "file"), opts
     if ctype in ("application/json", ""):
         raw = await _read_capped(request, cap * 4 // 3 + 65536)  # base64 is 4/3 of the bytes
         if not raw:
             raise InvalidImage("empty request body")
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValidationFailed("body is not valid JSON") from e
+        doc = parse_json(raw)
         if not isinstance(doc, dict):
             raise ValidationFailed("JSON body must be an object")
         encoded = doc.pop("image", None)
+        url = doc.pop("image_url", None)
         opts = _validate(model, doc)
+        if encoded is not None and url is not None:
+            raise ValidationFailed("send either image or image_url, not both")
         image = None if encoded is None else _b64(encoded)
-        if image is None and image_required:
-            raise ValidationFailed("image: field required (base64 of the image file)")
-        return image, opts
+        return await _one_image(image, url, image_required, fetch, "image"), opts
     raise UnsupportedMediaType(
         f"content type {ctype!r}; send multipart/form-data or application/json"
     )
 
 
-async def _multipart(
-    request: Request, model: type[M], cap: int, image_required: bool
-) -> tuple[bytes | None, M]:
+async def _one_image(
+    image: bytes | None, url: Any, required: bool, fetch: Fetch | None, field: str
+) -> bytes | None:
+    if url is None:
+        if image is None and required:
+            if field == "image":
+                raise ValidationFailed(
+                    "image: field required (base64 of the image file), or give image_url"
+                )
+            raise ValidationFailed(
+                "file: an image file part named 'file' (or an image_url field) is required"
+            )
+        return image
+    if image is not None:
+        raise ValidationFailed(f"send either {field} or image_url, not both")
+    if not isinstance(url, str) or not url.strip():
+        raise ValidationFailed("image_url: must be a non-empty string")
+    if fetch is None:
+        raise ValidationFailed("image_url is not accepted on this route")
+    return await fetch(url)
+
+
+async def _multipart(request: Request, model: type[M], cap: int) -> tuple[bytes | None, Any, M]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap + 65536:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {cap}")
@@ -124,22 +196,21 @@ async def _multipart(
                 fields[key] = _form_value(key, value)
     finally:
         await form.close()
-    if image is None and image_required:
-        raise ValidationFailed("file: an image file part named 'file' is required")
     if image is not None and not image:
         raise InvalidImage("the uploaded file is empty")
-    return image, _validate(model, fields)
+    url = fields.pop("image_url", None)
+    return image, url, _validate(model, fields)
 
 
 def _form_value(key: str, value: str) -> Any:
     if key not in JSON_FIELDS:
         return value
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        return parse_json(value, key)
+    except ValidationFailed:
         if key == "classes":
             return [c.strip() for c in value.split(",") if c.strip()]
-        raise ValidationFailed(f"{key}: form value must be JSON") from None
+        raise
 
 
 def _b64(encoded: Any) -> bytes:

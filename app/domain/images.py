@@ -43,7 +43,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
         with warnings.catch_warnings():
             # Our own pixel limit below is the one that counts; Pillow's warning is noise, and its
             # hard error (2x Image.MAX_IMAGE_PIXELS) is raised by the runtime when ours is higher.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Its warnings about corrupt data (EXIF, truncated TIFF) are noise too: such data
+            # fails as InvalidImage below, or was harmless.
+            warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as e:
         raise UnsupportedMediaType("body is not a supported image (JPEG, PNG, WebP, ...)") from e
@@ -62,9 +64,13 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
                 f"image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels}"
             )
         try:
-            upright = ImageOps.exif_transpose(img) or img
-            rgb = upright.convert("RGB")
-            rgb.load()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # In place, and no convert of what is RGB already: each copy would cost 4 bytes a
+                # pixel (Pillow pads RGB), 160 MB at the pixel limit.
+                ImageOps.exif_transpose(img, in_place=True)
+                rgb = img if img.mode == "RGB" else img.convert("RGB")
+                rgb.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise InvalidImage("image data is truncated or corrupt") from e
-    return np.asarray(rgb, dtype=np.uint8)
+        return np.asarray(rgb, dtype=np.uint8)

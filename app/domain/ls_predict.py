@@ -109,6 +109,8 @@ class LabelStudioPredictor:
         config = _config(project.schema)
         context = (params or {}).get("context") or {}
         regions = context.get("result") if isinstance(context, Mapping) else None
+        if regions and not isinstance(regions, list):
+            raise BadInput("params.context.result must be a list of regions")
         if regions:
             if len(tasks) != 1:
                 raise BadInput("an interactive request carries exactly one task")
@@ -257,6 +259,8 @@ class LabelStudioPredictor:
     ) -> Prediction:
         """Every keypoint and rectangle region in the context is one prompt: keypoints are
         clicks (`is_positive`), a rectangle is the box. Answer: one brushlabels mask."""
+        if not isinstance(regions[0], Mapping):
+            raise BadInput("params.context.result must be a list of regions (objects)")
         to_name = str(regions[0].get("to_name", ""))
         brushes = [c for c in config.controls_for("BrushLabels", "Image") if to_name in c.to_names]
         if not brushes or not self.models.sam:
@@ -267,20 +271,23 @@ class LabelStudioPredictor:
         points: list[Point] = []
         box: tuple[float, float, float, float] | None = None
         label = ""
-        for r in regions:
-            value = r.get("value") or {}
-            w, h = int(r.get("original_width", 0)), int(r.get("original_height", 0))
-            if w <= 0 or h <= 0:
-                raise BadInput("context regions need original_width and original_height")
-            kind = str(r.get("type", ""))
-            names = value.get(kind) or []
-            label = label or (str(names[0]) if names else "")
-            if kind == "keypointlabels":
-                x, y = percent_to_pixels(float(value["x"]), float(value["y"]), w, h)
-                points.append(Point(x, y, bool(r.get("is_positive", True))))
-            elif kind == "rectanglelabels":
-                x1, y1, x2, y2 = rect_to_box(value, w, h)
-                box = (x1, y1, x2, y2)
+        for i, r in enumerate(regions):
+            try:  # regions are client JSON: any field may be missing or of any type
+                value = r.get("value") or {}
+                w, h = int(r.get("original_width", 0)), int(r.get("original_height", 0))
+                if w <= 0 or h <= 0:
+                    raise BadInput("context regions need original_width and original_height")
+                kind = str(r.get("type", ""))
+                names = value.get(kind) or []
+                label = label or (str(names[0]) if names else "")
+                if kind == "keypointlabels":
+                    x, y = percent_to_pixels(float(value["x"]), float(value["y"]), w, h)
+                    points.append(Point(x, y, bool(r.get("is_positive", True))))
+                elif kind == "rectanglelabels":
+                    x1, y1, x2, y2 = rect_to_box(value, w, h)
+                    box = (x1, y1, x2, y2)
+            except (AttributeError, LookupError, ArithmeticError, TypeError, ValueError) as e:
+                raise BadInput(f"context region {i} is malformed ({type(e).__name__})") from e
         result = await self.segmentation.segment(
             Prompt(points=tuple(points), box=box),
             self.models.sam,

@@ -59,6 +59,8 @@ class NerService:
         for i, t in enumerate(texts):
             if len(t) > self.max_chars:
                 raise ValidationFailed(f"texts[{i}] has {len(t)} characters; max {self.max_chars}")
+            if not _is_unicode(t):
+                raise ValidationFailed(f"texts[{i}] holds a lone surrogate (not valid Unicode)")
         ner = self.registry.ner(model)
         t0 = time.perf_counter()
         found = await asyncio.gather(*(self._one(ner, t, min_score, lane) for t in texts))
@@ -79,3 +81,15 @@ class NerService:
         assert ner.tokens is not None
         windows = await ner.tokens.submit(text, lane, self.timeout_s)
         return merge_windows([s for w in windows for s in bio_spans(text, w, min_score)])
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a str with lone surrogates (U+D800..U+DFFF), which spaCy and the tokenizer
+    refuse with an exception (they encode to UTF-8), as would any JSON response carrying them."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

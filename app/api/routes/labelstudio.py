@@ -14,8 +14,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import json_response, runtime_of
+from app.api.inputs import StrictJsonRoute
+from app.errors import ValidationFailed
 
-router = APIRouter(tags=["label-studio"])
+router = APIRouter(tags=["label-studio"], route_class=StrictJsonRoute)
+
+# A labeling config is a few KB (a large taxonomy a few hundred); parsed configs are cached per
+# text, so their size is capped.
+MAX_CONFIG_CHARS = 1_000_000
 
 
 class LsHealth(BaseModel):
@@ -30,7 +36,9 @@ class LsSetup(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     project: str = Field(description='"<project id>.<created unix timestamp>"')
-    schema_: str = Field(default="", alias="schema", description="The labeling config XML.")
+    schema_: str = Field(
+        default="", alias="schema", max_length=MAX_CONFIG_CHARS, description="The labeling config."
+    )
     hostname: str | None = None
     access_token: str | None = None
     extra_params: Any = None
@@ -47,7 +55,7 @@ class LsPredictRequest(BaseModel):
 
     tasks: list[dict[str, Any]] = Field(max_length=100_000)
     project: str = ""
-    label_config: str | None = None
+    label_config: str | None = Field(default=None, max_length=MAX_CONFIG_CHARS)
     params: dict[str, Any] | None = None
 
 
@@ -80,11 +88,27 @@ async def predict(body: LsPredictRequest, request: Request) -> Response:
     """One entry per task, in order. Tasks not finished within PRELABEL_LS_BUDGET_S come back
     without `result` (Label Studio stores nothing for them) and keep computing on the bulk lane;
     the next call returns them at once. With `params.context.result` (a smart keypoint or
-    rectangle), one SAM mask as `brushlabels`."""
-    results = await runtime_of(request).ls_predictor.predict(
+    rectangle), one SAM mask as `brushlabels`. At most PRELABEL_LS_MAX_TASKS tasks per call,
+    and PRELABEL_MAX_POINTS + 1 context regions (the clicks and a box)."""
+    runtime = runtime_of(request)
+    _check_limits(body, runtime.settings.ls_max_tasks, runtime.settings.max_points + 1)
+    results = await runtime.ls_predictor.predict(
         body.tasks, body.project, body.label_config, body.params
     )
     return json_response(LsPredictResponse(results=results))
+
+
+def _check_limits(body: LsPredictRequest, max_tasks: int, max_regions: int) -> None:
+    if len(body.tasks) > max_tasks:
+        raise ValidationFailed(f"{len(body.tasks)} tasks; at most {max_tasks} per /predict call")
+    context = (body.params or {}).get("context")
+    regions = context.get("result") if isinstance(context, dict) else None
+    if regions is None:
+        return
+    if not isinstance(regions, list) or not all(isinstance(r, dict) for r in regions):
+        raise ValidationFailed("params.context.result must be a list of regions (objects)")
+    if len(regions) > max_regions:
+        raise ValidationFailed(f"{len(regions)} context regions; at most {max_regions}")
 
 
 @router.post("/webhook", response_model=LsWebhookAck, summary="Label Studio webhook events")

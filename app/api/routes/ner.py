@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import json_response, lane, runtime_of
+from app.api.inputs import StrictJsonRoute
 from app.api.schemas import NerRequest, NerResponse, NerResultOut, SpanOut
 from app.domain.formats.records import SpanRecord, TextRecord
 from app.domain.formats.render import TEXT_FORMATS, check, render_texts
 
-router = APIRouter(prefix="/v1", tags=["ner"])
+router = APIRouter(prefix="/v1", tags=["ner"], route_class=StrictJsonRoute)
 
 
 @router.post("/ner", response_model=NerResponse, summary="Entity spans for texts")

@@ -63,7 +63,10 @@ def render_image(
     if fmt == "yolo":
         return Rendered(to_yolo(image, classes, segmentation=masked), "text/plain")
     if fmt == "voc":
-        return Rendered(to_voc(image), "application/xml")
+        try:
+            return Rendered(to_voc(image), "application/xml")
+        except ValueError as e:  # a file name or label XML cannot hold (NUL, control chars)
+            raise ValidationFailed(str(e)) from e
     results = rectangle_results(image, "label", "image")
     if masked:
         results += brush_results(image, "brush", "image")
