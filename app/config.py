@@ -142,9 +142,6 @@ class Settings(BaseSettings):
     ls_max_tasks: int = Field(
         default=1000, ge=1, description="Tasks per /predict call (each one is queued work)."
     )
-    ls_max_tasks: int = Field(
-        default=1000, ge=1, description="Tasks per /predict call (each one is queued work)."
-    )
     ls_precompute_embeddings: bool = Field(
         default=False, description="On TASKS_CREATED, compute SAM embeddings on the bulk lane."
     )
