@@ -23,6 +23,25 @@ class ImageLimits:
     max_pixels: int
 
 
+def webp_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that a WebP file's first chunk declares (the VP8X canvas, or the VP8 /
+    VP8L frame), or None if `data` is not WebP. Read by hand because Pillow opens every WebP with
+    libwebp's animation decoder, which reserves two RGBA canvases of that size at once (1.1 GB
+    for a 186-byte file declaring 12000 x 12000), before Pillow reports the size."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    kind = data[12:16]
+    if kind == b"VP8X":  # 24-bit canvas width - 1 and height - 1
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if kind == b"VP8L" and data[20] == 0x2F:  # 14-bit width - 1 and height - 1
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8 ":  # after the 3-byte frame tag and start code: 14-bit width, height
+        w, h = int.from_bytes(data[26:28], "little"), int.from_bytes(data[28:30], "little")
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
 def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
     """Decode encoded image bytes to an HWC uint8 RGB array, EXIF orientation applied.
 
@@ -39,6 +58,10 @@ def decode_image(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:
         raise InvalidImage("empty image body")
     if len(data) > limits.max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
+    declared = webp_size(data)
+    if declared is not None and declared[0] * declared[1] > limits.max_pixels:
+        w, h = declared
+        raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels}")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below is the one that counts; Pillow's warning is noise, and its
