@@ -78,11 +78,11 @@ def parse_line(line: str, where: str) -> _Entry | None:
     if not text:
         return None
     parts = text.split()
+    if parts[0].startswith(KEY_PREFIX):
+        raise ValueError(f"{where}: looks like a plain key; store its hash (prelabel keys hash)")
     if len(parts) != 3:
         raise ValueError(f"{where}: expected '<sha256 hex> <role> <name>'")
     digest, role, name = parts
-    if digest.startswith(KEY_PREFIX):
-        raise ValueError(f"{where}: looks like a plain key; store its hash (prelabel keys new)")
     if not _HEX.fullmatch(digest):
         raise ValueError(f"{where}: the first field must be 64 lowercase hex digits (sha256)")
     if role not in ROLES:
