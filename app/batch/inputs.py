@@ -5,10 +5,15 @@ INPUT is one of:
   (POSIX separators), which is also the `file_name` the exports use;
 - `.txt`: one text per line (blank lines skipped); key = the 1-based line number;
 - `.jsonl`: objects with "text" and an optional "id"; key = the id, else the line number;
-- `.lst`: a manifest, one image path per line, relative to the manifest's folder; key = the
-  path as written;
-- `.json`: a Label Studio tasks export, a list of tasks with `data.image` (a local path,
-  relative to the export's folder) or `data.text`; key = the task's id, else its index.
+- `.lst`: a manifest, one image path (relative to the manifest's folder) or http(s) URL per
+  line; key = the line as written;
+- `.json`: a Label Studio tasks export, a list of tasks with `data.image` (a local path
+  relative to the export's folder, an http(s) URL, or Label Studio's own `/data/...`
+  reference) or `data.text`; key = the task's id, else its index.
+
+URLs are fetched when the item runs, through the service's one URL fetcher and its policy
+(public https hosts by default, see `app/domain/urls/`); `/data/...` references go to
+PRELABEL_LABEL_STUDIO_URL with PRELABEL_LABEL_STUDIO_TOKEN (`app/domain/ls_fetch.py`).
 
 Keys drive resume and sharding, so they must not change between runs; duplicates are refused.
 """
@@ -29,14 +34,16 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One unit of work. Images: `path` is the file and `name` the dataset's file_name.
-    Texts: `text` is the text and `name` its id."""
+    """One unit of work. Images: `path` is the file, or `url` the http(s) URL or Label Studio
+    `/data/...` reference to fetch; `name` is the dataset's file_name. Texts: `text` is the
+    text and `name` its id."""
 
     key: str
     kind: Literal["image", "text"]
     name: str
     path: Path | None = None
     text: str | None = None
+    url: str | None = None
 
 
 def enumerate_items(source: Path) -> list[Item]:
@@ -104,8 +111,9 @@ def _manifest(source: Path) -> list[Item]:
     for _, line in _lines(source):
         rel = line.strip()
         if "://" in rel:
-            raise InputError(f"{source}: URLs are not supported yet: {rel}")
-        out.append(_image(rel, base / rel))
+            out.append(Item(rel, "image", rel, url=rel))
+        else:
+            out.append(_image(rel, base / rel))
     return out
 
 
@@ -125,8 +133,9 @@ def _label_studio(source: Path) -> list[Item]:
         if isinstance(data.get("image"), str):
             ref: str = data["image"]
             if "://" in ref or ref.startswith("/data/"):
-                raise InputError(f"{source}: task {key}: only local image paths are supported")
-            out.append(_image(key, source.parent / ref, ref))
+                out.append(Item(key, "image", ref, url=ref))
+            else:
+                out.append(_image(key, source.parent / ref, ref))
         elif isinstance(data.get("text"), str):
             out.append(Item(key, "text", key, text=data["text"]))
         else:

@@ -7,9 +7,10 @@ in total), recording every outcome as soon as it is known. Keys that already hav
 skipped, so a resumed job never redoes or duplicates an item. Failed items are final for the job
 (their reason is in the results); a job whose setup fails (model gone) ends `failed`.
 
-Item keys: an image's path as submitted; a text's index, zero-padded (so key order is
+Item keys: an image's path or URL as submitted; a text's index, zero-padded (so key order is
 submission order). Image paths must resolve (symlinks and `..` included) under one of the
-configured input roots.
+configured input roots; http(s) URLs are fetched under the URL policy (`app/domain/urls/`:
+its scheme and host rules are checked at submission, DNS and addresses when the item runs).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from app.batch.inputs import Item
 from app.batch.jobstore import JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, process, run_identity
 from app.domain.apikeys import Principal
+from app.domain.urls.policy import check_target, parse_target
 from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
@@ -220,7 +222,11 @@ class JobManager:
             if len(set(paths)) != len(paths):
                 raise ValidationFailed("duplicate item paths")
             for p in paths:
-                self._check_path(p)
+                if _is_url(p):
+                    # Scheme, host allow-list, address literals now; DNS when the item runs.
+                    check_target(parse_target(p), self.rt.url_fetcher.policy)
+                else:
+                    self._check_path(p)
             doc = {"paths": paths, "texts": None}
         spec = JobSpec(
             task=req.task,
@@ -278,7 +284,12 @@ class JobManager:
             keys = [f"{i:0{width}d}" for i in range(len(texts))]
             return [Item(k, "text", k, text=t) for k, t in zip(keys, texts, strict=True)]
         # Re-checked on every (re)start: a root may have been removed from the settings since.
-        return [Item(p, "image", self._name(p), path=self._check_path(p)) for p in doc["paths"]]
+        return [
+            Item(p, "image", p, url=p)
+            if _is_url(p)
+            else Item(p, "image", self._name(p), path=self._check_path(p))
+            for p in doc["paths"]
+        ]
 
     def _name(self, raw: str) -> str:
         """An image's file_name in exports: its path under the input root it was given in
@@ -317,6 +328,11 @@ class JobManager:
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:
             self._sem.release()
+
+
+def _is_url(item: str) -> bool:
+    """A URL of any scheme (the policy then refuses all but http(s)), not a path."""
+    return "://" in item
 
 
 def speed(row: JobRow, now: float) -> JobStatus:

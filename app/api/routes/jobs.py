@@ -33,7 +33,8 @@ class JobIn(BaseModel):
 
     task: Literal["detect", "segment", "ner"]
     items: list[str] | None = Field(
-        default=None, description="Image paths under the input roots (detect, segment)."
+        default=None,
+        description="Image paths under the input roots, or http(s) URLs (detect, segment).",
     )
     texts: list[str] | None = Field(default=None, description="Texts (ner).")
     model: str | None = Field(default=None, description="Detector or NER model; default one.")
