@@ -24,12 +24,12 @@ import time
 import uuid
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.batch.export import export, formats_for
-from app.batch.inputs import Item
+from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.jobstore import JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, process, run_identity
 from app.domain.apikeys import Principal
@@ -53,6 +53,7 @@ class JobRequest:
     format: str | None = None
     score_threshold: float = 0.35
     owner: str | None = None  # the submitting key's name; None when authentication is off
+    source: str | None = None  # a folder or manifest under an input root, instead of items
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class JobManager:
     # -- API --------------------------------------------------------------------------------------
 
     async def submit(self, req: JobRequest) -> str:
+        if req.source is not None:
+            req = await asyncio.to_thread(self._expand, req)
         spec, doc = self._validate(req)
         job_id = uuid.uuid4().hex
         total = len(doc["paths"] or doc["texts"])
@@ -190,7 +193,7 @@ class JobManager:
     def _validate(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
         s = self.rt.settings
         if (req.paths is None) == (req.texts is None):
-            raise ValidationFailed("give exactly one of 'items' (image paths) or 'texts'")
+            raise ValidationFailed("give exactly one of 'items' (image paths), 'texts' or 'source'")
         if req.format is not None and req.format not in formats_for(req.task):
             raise ValidationFailed(
                 f"format {req.format!r} is not one of {formats_for(req.task)} for {req.task}"
@@ -239,6 +242,25 @@ class JobManager:
         # The export's identity (class order, versions), fixed at submission like run.json.
         doc["meta"] = run_identity(self.rt, spec)
         return spec, doc
+
+    def _expand(self, req: JobRequest) -> JobRequest:
+        """A `source` (folder or manifest under an input root, as `prelabel annotate` reads
+        them) -> the same request with its items listed; the item paths are checked again by
+        `_validate`, so a manifest cannot point outside the roots."""
+        if req.paths is not None or req.texts is not None:
+            raise ValidationFailed("give one of 'items', 'texts' or 'source'")
+        assert req.source is not None
+        try:
+            items = enumerate_items(self._check_path(req.source))
+        except InputError as e:
+            raise ValidationFailed(f"source {req.source!r}: {e}") from e
+        kinds = {i.kind for i in items}
+        if len(kinds) > 1:
+            raise ValidationFailed(f"source {req.source!r} mixes images and texts")
+        if kinds == {"text"}:
+            return replace(req, source=None, texts=[i.text or "" for i in items])
+        paths = [i.url if i.url is not None else str(i.path) for i in items]
+        return replace(req, source=None, paths=paths)
 
     def _check_path(self, raw: str) -> Path:
         """`raw` resolved (symlinks, `..`), if it lies under an input root; else 422."""

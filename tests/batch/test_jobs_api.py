@@ -150,6 +150,28 @@ def test_paths_outside_the_input_roots_are_refused(client: TestClient, root: Pat
         assert r.json()["error"]["code"] == "validation_error"
 
 
+def test_a_source_folder_or_manifest_is_listed_like_annotate_does(
+    client: TestClient, root: Path
+) -> None:
+    folder = root / "in" / "src"
+    folder.mkdir()
+    keys = make_dataset(folder)
+    r = client.post("/v1/jobs", json={"source": str(folder), "task": "detect"})
+    assert r.status_code == 202, r.json()
+    job = wait_for(client, r.json()["id"], ended)
+    assert (job["state"], job["done"], job["total"]) == ("done", len(keys), len(keys))
+    lines = result_lines(client, job["id"])
+    assert sorted(line["key"] for line in lines) == sorted(str(folder / k) for k in keys)
+    # A manifest inside a root may still not point outside it; nor may the source itself.
+    shutil.copyfile(SKIMAGE_DATA / "astronaut.png", root / "outside2.png")
+    (folder / "escape.lst").write_text("00_astronaut.png\n../../../outside2.png\n")
+    for source in (str(folder / "escape.lst"), str(root), str(folder / "none.lst")):
+        r = client.post("/v1/jobs", json={"source": source, "task": "detect"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", source
+    r = client.post("/v1/jobs", json={"source": str(folder), "items": ["a.png"], "task": "detect"})
+    assert r.status_code == 422
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

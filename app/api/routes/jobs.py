@@ -37,6 +37,11 @@ class JobIn(BaseModel):
         description="Image paths under the input roots, or http(s) URLs (detect, segment).",
     )
     texts: list[str] | None = Field(default=None, description="Texts (ner).")
+    source: str | None = Field(
+        default=None,
+        description="Instead of items or texts: a folder or manifest under an input root "
+        "(.lst, .txt, .jsonl, a Label Studio export), read as `prelabel annotate` reads it.",
+    )
     model: str | None = Field(default=None, description="Detector or NER model; default one.")
     format: str | None = Field(default=None, description="The export format the job is for.")
     score_threshold: float = Field(default=0.35, ge=0, le=1)
@@ -105,6 +110,7 @@ async def submit(body: JobIn, request: Request) -> Response:
             task=body.task,
             paths=body.items,
             texts=body.texts,
+            source=body.source,
             model=body.model,
             format=body.format,
             score_threshold=body.score_threshold,
