@@ -20,6 +20,7 @@ import sys
 from contextvars import ContextVar
 from typing import IO, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 request_id: ContextVar[str | None] = ContextVar("prelabel_request_id", default=None)
@@ -65,6 +66,8 @@ def make_formatter(fmt: Literal["text", "json"]) -> logging.Formatter:
             "%(levelname)s %(name)s %(message)s",
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
+            # uvicorn's records carry an ANSI-coloured copy of the message: not for JSON.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     return _TextFormatter(TEXT_FORMAT)
 
