@@ -49,6 +49,29 @@ class ValidationFailed(PrelabelError):
     status = 422
 
 
+class UrlBlocked(PrelabelError):
+    """An image URL the URL policy refuses (scheme, host, or an address that is not public).
+    422, not 403: the request's content is at fault, not the caller's identity."""
+
+    code = "url_blocked"
+    status = 422
+    rejection = "url_blocked"
+
+
+class FetchFailed(PrelabelError):
+    """The server behind a URL failed us: unreachable, an error status, too many redirects."""
+
+    code = "fetch_failed"
+    status = 502
+
+
+class FetchTimeout(FetchFailed):
+    """A URL fetch ran past its connect, read or total timeout."""
+
+    code = "fetch_timeout"
+    status = 504
+
+
 class NotFound(PrelabelError):
     code = "not_found"
     status = 404

@@ -24,8 +24,16 @@ class DetectOptions(_In):
     file_name: str = Field(default="image", description="The image's name in format output.")
 
 
+IMAGE_URL_DOC = "Fetch the image from this http(s) URL instead (the URL policy applies)."
+
+
 class ImageJson(_In):
-    image: str = Field(description="The encoded image file (JPEG, PNG, WebP...) in base64.")
+    """Exactly one of `image` and `image_url`."""
+
+    image: str | None = Field(
+        default=None, description="The encoded image file (JPEG, PNG, WebP...) in base64."
+    )
+    image_url: str | None = Field(default=None, max_length=2048, description=IMAGE_URL_DOC)
 
 
 class DetectJson(DetectOptions, ImageJson):
@@ -64,6 +72,7 @@ class SegmentOptions(_In):
 
 class SegmentJson(SegmentOptions):
     image: str | None = Field(default=None, description="Base64 image, instead of embedding_id.")
+    image_url: str | None = Field(default=None, max_length=2048, description=IMAGE_URL_DOC)
 
 
 class NerRequest(_In):

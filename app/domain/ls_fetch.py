@@ -8,10 +8,11 @@ Label Studio host, with its token, and nowhere else.
   token exchanged at `POST /api/token/refresh` for a short-lived access token
   (`Authorization: Bearer <access>`), refreshed when it expires or is refused.
 - Absolute http(s) URLs on other hosts are fetched only when allowed, without credentials.
-- Bodies are capped at `max_bytes` while streaming.
-
-The hardened URL policy (DNS pinning, private-address refusal, redirects) is a later issue; this
-module is the one place it will go.
+- Every request goes through the SafeFetcher (app/domain/urls): the Label Studio origin is its
+  `trusted_origin`, so it may be private (in-cluster) but is still pinned to the address it
+  resolved to and redirect-checked; a redirect to another origin is fetched under the full URL
+  policy and without the `Authorization` header. Bodies are capped while streaming and must be
+  images (content type and magic bytes).
 """
 
 from __future__ import annotations
@@ -22,14 +23,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
-from app.errors import BadInput, PayloadTooLarge, PrelabelError
-
-
-class FetchFailed(PrelabelError):
-    code = "fetch_failed"
-    status = 502
+from app.domain.urls import SafeFetcher, check_image
+from app.domain.urls.fetcher import IMAGE_ACCEPT, Fetched
+from app.errors import BadInput, FetchFailed
 
 
 @dataclass
@@ -60,13 +56,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 class TaskDataFetcher:
-    """One per process; `client` is injectable for tests."""
+    """One per process, on the process's SafeFetcher."""
 
-    def __init__(
-        self, client: httpx.AsyncClient, max_bytes: int, allow_external: bool = False
-    ) -> None:
-        self.client = client
-        self.max_bytes = max_bytes
+    def __init__(self, fetcher: SafeFetcher, allow_external: bool = False) -> None:
+        self.fetcher = fetcher
         self.allow_external = allow_external
         self._access: dict[tuple[str, str], _Access] = {}
 
@@ -89,36 +82,26 @@ class TaskDataFetcher:
         return ref, False
 
     async def fetch(self, ref: str, host: str | None, token: str | None) -> bytes:
+        """The image bytes `ref` names. Raises BadInput, UrlBlocked, FetchFailed (refused token,
+        error status), FetchTimeout, PayloadTooLarge, UnsupportedMediaType."""
         url, credentials = self.resolve(ref, host)
-        headers = {}
+        trusted = host if credentials else None
+        headers = {"Accept": IMAGE_ACCEPT}
         if credentials and token and host:
             headers["Authorization"] = await self._authorization(host, token)
-        response = await self._get(url, headers)
-        if response is None and credentials and token and host and is_jwt(token):
+        r = await self._get(url, headers, trusted)
+        if r.status in (401, 403) and credentials and token and host and is_jwt(token):
             self._access.pop((host, token), None)  # refused: the access token may be stale
             headers["Authorization"] = await self._authorization(host, token)
-            response = await self._get(url, headers)
-        if response is None:
+            r = await self._get(url, headers, trusted)
+        if r.status in (401, 403):
             raise FetchFailed(f"Label Studio refused {url}: check the token given to Prelabel")
-        return response
+        if r.status != 200:
+            raise FetchFailed(f"GET {r.url} answered {r.status}")
+        return check_image(r.body, r.content_type, r.url)
 
-    async def _get(self, url: str, headers: dict[str, str]) -> bytes | None:
-        """The body, or None on 401/403."""
-        try:
-            async with self.client.stream("GET", url, headers=headers) as r:
-                if r.status_code in (401, 403):
-                    return None
-                if r.status_code != 200:
-                    raise FetchFailed(f"GET {url} answered {r.status_code}")
-                chunks, size = [], 0
-                async for chunk in r.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise PayloadTooLarge(f"{url} is larger than {self.max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as e:
-            raise FetchFailed(f"GET {url} failed: {type(e).__name__}") from e
+    async def _get(self, url: str, headers: dict[str, str], trusted: str | None) -> Fetched:
+        return await self.fetcher.request("GET", url, headers=headers, trusted_origin=trusted)
 
     async def _authorization(self, host: str, token: str) -> str:
         if not is_jwt(token):
@@ -126,12 +109,11 @@ class TaskDataFetcher:
         cached = self._access.get((host, token))
         if cached is None or cached.expires - 30 < time.time():
             url = urljoin(host.rstrip("/") + "/", "api/token/refresh")
+            r = await self.fetcher.request(
+                "POST", url, json={"refresh": token}, trusted_origin=host
+            )
             try:
-                r = await self.client.post(url, json={"refresh": token})
-            except httpx.HTTPError as e:
-                raise FetchFailed(f"token refresh at {url} failed: {type(e).__name__}") from e
-            try:
-                access = str(r.json()["access"]) if r.status_code == 200 else ""
+                access = str(json.loads(r.body)["access"]) if r.status == 200 else ""
             except (ValueError, KeyError, TypeError):
                 access = ""
             if not access:

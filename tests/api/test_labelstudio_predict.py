@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.domain.formats.ls_brush import decode_brush
+from app.domain.urls import SafeFetcher
 from tests.conftest import metric, png_bytes
 
 HOST = "http://ls.test:8080"
@@ -48,10 +49,14 @@ def fake_label_studio(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def ls(client: TestClient) -> Iterator[TestClient]:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    real = runtime.ls_fetcher.client
-    runtime.ls_fetcher.client = httpx.AsyncClient(transport=httpx.MockTransport(fake_label_studio))
+    real = runtime.ls_fetcher.fetcher
+    runtime.ls_fetcher.fetcher = SafeFetcher(
+        real.policy,
+        resolver=lambda host, port: ["10.0.0.7"],  # never real DNS; ls.test is "in-cluster"
+        transport=httpx.MockTransport(fake_label_studio),
+    )
     yield client
-    runtime.ls_fetcher.client = real
+    runtime.ls_fetcher.fetcher = real
 
 
 def setup(client: TestClient, project: str, config: str) -> str:

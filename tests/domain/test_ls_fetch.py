@@ -1,5 +1,6 @@
-"""Task data fetching against a scripted Label Studio (httpx.MockTransport): which host gets
-which credentials, and the personal-access-token exchange."""
+"""Task data fetching against a scripted Label Studio (httpx.MockTransport behind the
+SafeFetcher, with a fake resolver): which host gets which credentials, the personal-access-token
+exchange, and the URL policy on Label Studio's redirects and external URLs."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import time
 import httpx
 import pytest
 
-from app.domain.ls_fetch import FetchFailed, TaskDataFetcher
-from app.errors import BadInput, PayloadTooLarge
+from app.domain.ls_fetch import TaskDataFetcher
+from app.domain.urls import SafeFetcher, UrlPolicy
+from app.errors import BadInput, FetchFailed, PayloadTooLarge, UnsupportedMediaType, UrlBlocked
 
 HOST = "http://ls.example:8080"
+PNG = b"\x89PNG\r\n\x1a\n" + b"image-bytes"
+DNS = {  # never real DNS; public addresses are only ever answered by the MockTransport
+    "ls.example": ["10.0.0.5"],  # Label Studio in-cluster: private, allowed as the LS origin
+    "elsewhere.example": ["8.8.4.4"],
+    "cdn.example": ["8.8.4.4"],
+    "internal.example": ["10.0.0.9"],
+    "meta.example": ["169.254.169.254"],
+}
 
 
 def jwt(exp: float, tag: str) -> str:
@@ -29,34 +39,45 @@ class FakeLabelStudio:
         self.seen: list[tuple[str, str | None]] = []
         self.refreshes = 0
         self.valid_access: set[str] = set()
+        self.addresses: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         auth = request.headers.get("authorization")
-        self.seen.append((str(request.url), auth))
+        host = request.headers["host"]  # the URL names the pinned address; Host the name
+        self.seen.append((f"{request.url.scheme}://{host}{request.url.raw_path.decode()}", auth))
+        self.addresses.append(request.url.host)
         if request.url.path == "/api/token/refresh":
             self.refreshes += 1
             access = jwt(time.time() + 300, f"a{self.refreshes}")
             self.valid_access = {access}
             return httpx.Response(200, json={"access": access})
-        if request.url.host == "ls.example":
+        if host.startswith("ls.example"):
             ok = auth == "Token legacy" or (auth or "").removeprefix("Bearer ") in self.valid_access
             if not ok:
                 return httpx.Response(401)
+        if request.url.path == "/go":  # a redirect to ?to=
+            return httpx.Response(302, headers={"location": request.url.params["to"]})
         if request.url.path.endswith("big.jpg"):
-            return httpx.Response(200, content=b"x" * 5000)
-        return httpx.Response(200, content=b"image-bytes")
+            return httpx.Response(200, content=PNG + b"x" * 5000)
+        if request.url.path.endswith("page.jpg"):
+            return httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"})
+        return httpx.Response(200, content=PNG)
 
 
 def fetcher(ls: FakeLabelStudio, allow_external: bool = False) -> TaskDataFetcher:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(ls))
-    return TaskDataFetcher(client, max_bytes=1000, allow_external=allow_external)
+    policy = UrlPolicy(allow_http=True, max_bytes=1000)
+    safe = SafeFetcher(
+        policy, resolver=lambda host, port: DNS[host], transport=httpx.MockTransport(ls)
+    )
+    return TaskDataFetcher(safe, allow_external=allow_external)
 
 
 def test_relative_data_paths_go_to_label_studio_with_the_legacy_token() -> None:
     ls = FakeLabelStudio()
     data = asyncio.run(fetcher(ls).fetch("/data/local-files/?d=images/x.jpg", HOST, "legacy"))
-    assert data == b"image-bytes"
+    assert data == PNG
     assert ls.seen == [(f"{HOST}/data/local-files/?d=images/x.jpg", "Token legacy")]
+    assert ls.addresses == ["10.0.0.5"]  # private, allowed as the Label Studio origin, pinned
 
 
 def test_personal_access_token_is_exchanged_cached_and_refreshed_when_refused() -> None:
@@ -65,11 +86,11 @@ def test_personal_access_token_is_exchanged_cached_and_refreshed_when_refused() 
     pat = jwt(time.time() + 86400, "refresh")
 
     async def scenario() -> None:
-        assert await f.fetch("/data/upload/1/a.jpg", HOST, pat) == b"image-bytes"
-        assert await f.fetch("/data/upload/1/b.jpg", HOST, pat) == b"image-bytes"
+        assert await f.fetch("/data/upload/1/a.jpg", HOST, pat) == PNG
+        assert await f.fetch("/data/upload/1/b.jpg", HOST, pat) == PNG
         assert ls.refreshes == 1  # the access token is reused while valid
         ls.valid_access = set()  # Label Studio revokes it
-        assert await f.fetch("/data/upload/1/c.jpg", HOST, pat) == b"image-bytes"
+        assert await f.fetch("/data/upload/1/c.jpg", HOST, pat) == PNG
         assert ls.refreshes == 2
 
     asyncio.run(scenario())
@@ -84,7 +105,7 @@ def test_credentials_never_leave_the_label_studio_host() -> None:
     data = asyncio.run(
         fetcher(ls, allow_external=True).fetch("http://elsewhere.example/x.jpg", HOST, "legacy")
     )
-    assert data == b"image-bytes" and ls.seen[-1] == ("http://elsewhere.example/x.jpg", None)
+    assert data == PNG and ls.seen[-1] == ("http://elsewhere.example/x.jpg", None)
     asyncio.run(fetcher(ls).fetch(f"{HOST}/data/upload/2/y.jpg", HOST, "legacy"))
     assert ls.seen[-1][1] == "Token legacy"  # an absolute URL on the same host is fine
 
@@ -101,3 +122,27 @@ def test_bad_references_and_limits() -> None:
             asyncio.run(f.fetch(ref, host, "legacy"))
     with pytest.raises(FetchFailed, match="refused"):
         asyncio.run(f.fetch("/data/upload/1/a.jpg", HOST, "wrong"))
+
+
+def test_redirects_and_external_urls_are_held_to_the_url_policy() -> None:
+    ls = FakeLabelStudio()
+
+    def get(ref: str, host: str = HOST, allow_external: bool = False) -> bytes:
+        return asyncio.run(fetcher(ls, allow_external).fetch(ref, host, "legacy"))
+
+    # Label Studio sends the client on to storage (a presigned URL): the token stays behind.
+    assert get("/go?to=https://cdn.example/img.jpg") == PNG
+    assert ls.seen[-2:] == [
+        (f"{HOST}/go?to=https://cdn.example/img.jpg", "Token legacy"),
+        ("https://cdn.example/img.jpg", None),
+    ]
+    # Only Label Studio's own origin may be private; a redirect elsewhere gets the full policy.
+    with pytest.raises(UrlBlocked, match=r"internal\.example resolves to a private"):
+        get("/go?to=http://internal.example/x.jpg")
+    with pytest.raises(UrlBlocked, match="private"):
+        get("http://internal.example/x.jpg", allow_external=True)
+    with pytest.raises(UrlBlocked, match="cloud metadata"):  # not even as Label Studio's host
+        get("/data/upload/1/a.jpg", host="http://meta.example")
+    with pytest.raises(UnsupportedMediaType):
+        get("/data/upload/1/page.jpg")
+    assert "10.0.0.9" not in ls.addresses and "169.254.169.254" not in ls.addresses

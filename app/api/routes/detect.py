@@ -21,11 +21,13 @@ router = APIRouter(prefix="/v1", tags=["detect"])
     summary="Boxes for an image",
 )
 async def detect(request: Request) -> Response:
-    """Upload an image (multipart `file`, or JSON `image` in base64) and get labelled boxes
-    `[x1, y1, x2, y2]` in the image's own pixels, best first."""
+    """Upload an image (multipart `file`, or JSON `image` in base64; or `image_url`) and get
+    labelled boxes `[x1, y1, x2, y2]` in the image's own pixels, best first."""
     runtime = runtime_of(request)
     s = runtime.settings
-    image, opts = await read_image_request(request, DetectOptions, s.max_upload_bytes)
+    image, opts = await read_image_request(
+        request, DetectOptions, s.max_upload_bytes, fetch=runtime.url_fetcher.fetch
+    )
     assert image is not None
     if opts.format:
         check(opts.format, IMAGE_FORMATS)

@@ -34,7 +34,9 @@ async def embed(request: Request) -> Response:
     later calls with the same bytes return the cached `embedding_id` at once."""
     runtime = runtime_of(request)
     s = runtime.settings
-    image, opts = await read_image_request(request, EmbedOptions, s.max_upload_bytes)
+    image, opts = await read_image_request(
+        request, EmbedOptions, s.max_upload_bytes, fetch=runtime.url_fetcher.fetch
+    )
     assert image is not None
     r = await runtime.segmentation.embed(image, opts.model or s.default_sam, lane(opts.priority))
     return json_response(
@@ -62,7 +64,11 @@ async def segment(request: Request) -> Response:
     runtime = runtime_of(request)
     s = runtime.settings
     image, opts = await read_image_request(
-        request, SegmentOptions, s.max_upload_bytes, image_required=False
+        request,
+        SegmentOptions,
+        s.max_upload_bytes,
+        image_required=False,
+        fetch=runtime.url_fetcher.fetch,
     )
     if opts.format:
         check(opts.format, IMAGE_FORMATS)
