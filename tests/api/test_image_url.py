@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.domain.urls import SafeFetcher, UrlPolicy
 from tests.api.test_detect import ASTRONAUT_BOX, iou
-from tests.conftest import png_bytes
+from tests.conftest import metric, png_bytes
 from tests.local_http import LocalServer, send
 
 ASTRONAUT = png_bytes("astronaut.png")
@@ -76,7 +76,8 @@ def test_the_default_policy_refuses_local_addresses_without_connecting(
     client: TestClient, server: LocalServer, astronaut_jpeg: bytes
 ) -> None:
     before = len(server.hits)
-    for url, reason in (
+    refused = metric(client, "prelabel_rejections_total", reason="url_blocked")
+    cases = (
         (server.url("/astronaut.png").replace("http:", "https:"), "loopback"),
         (server.url("/astronaut.png").replace("127.0.0.1", "[::ffff:127.0.0.1]"), "https"),
         ("https://[::ffff:127.0.0.1]/astronaut.png", "loopback"),
@@ -84,12 +85,15 @@ def test_the_default_policy_refuses_local_addresses_without_connecting(
         ("https://169.254.169.254/latest/meta-data/", "cloud metadata"),
         ("file:///etc/passwd", "scheme"),
         ("https://user:pw@127.0.0.1/", "credentials"),
-    ):
+    )
+    for url, reason in cases:
         r = client.post("/v1/detect", json={"image_url": url})
         assert r.status_code == 422, (url, r.json())
         assert r.json()["error"]["code"] == "url_blocked"
         assert reason in r.json()["error"]["message"]
     assert len(server.hits) == before
+    after = metric(client, "prelabel_rejections_total", reason="url_blocked")
+    assert after == refused + len(cases)
     ok = client.post("/v1/detect", files={"file": ("a.jpg", astronaut_jpeg, "image/jpeg")})
     assert ok.status_code == 200  # and the server keeps serving
 
