@@ -18,6 +18,7 @@ import trustme
 
 from app.config import Settings
 from app.domain.urls import SafeFetcher, UrlPolicy, sniff_image
+from app.domain.urls.addresses import address_class
 from app.errors import (
     FetchFailed,
     FetchTimeout,
@@ -178,6 +179,7 @@ BLOCKED = [
     ("http://[::127.0.0.1]:{port}/", "loopback"),
     ("http://[64:ff9b::7f00:1]/", "loopback"),
     ("http://[64:ff9b::a00:1]/", "private"),
+    ("http://[64:ff9b:1::a00:1]/", "reserved"),  # local-use NAT64: never unwrapped
     ("http://[2002:7f00:1::]/", "loopback"),
     ("http://2130706433:{port}/", "dotted-quad"),
     ("http://017700000001:{port}/", "dotted-quad"),
@@ -217,6 +219,12 @@ def test_every_blocked_address_class_is_refused_before_connecting(
     assert server.hits == [] and guard.off_machine == []
     if dns.calls:  # a name: the message gives the class, never the address it resolved to
         assert not any(a in e.value.message for a in ("127.0.0.1", "10.0.0.1", "169.254", "::1"))
+
+
+def test_public_addresses_pass_also_inside_ipv6_forms() -> None:
+    public = ("8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1")
+    for a in public:
+        assert address_class(ipaddress.ip_address(a)) is None, a
 
 
 @pytest.mark.parametrize(

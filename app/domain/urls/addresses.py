@@ -2,8 +2,8 @@
 
 `blocked_reason(ip)` names the class of a refused address ("loopback", "private", ...) or
 returns None for a public one. IPv6 forms that carry an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`,
-IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are
-judged by the IPv4 address inside, so `[::ffff:127.0.0.1]` is loopback and a NAT64 address of a
+IPv4-compatible `::a.b.c.d`, well-known NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by
+the IPv4 address inside, so `[::ffff:127.0.0.1]` is loopback and a NAT64 address of a
 public host stays usable on an IPv6-only network. Cloud metadata endpoints are refused even when
 an allowed network covers them.
 """
@@ -34,17 +34,20 @@ METADATA = frozenset(
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
-_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# Local-use NAT64 (64:ff9b:1::/48) may embed the IPv4 address at several offsets; it is not
+# unwrapped, so it stays "reserved" (inside ::/8).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _COMPAT = ipaddress.IPv6Network("::/96")
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, compatible, NAT64, 6to4), if any."""
+    """The IPv4 address an IPv6 address stands for (mapped, compatible, well-known NAT64,
+    6to4), if any."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if any(ip in net for net in _NAT64):
+    if ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip in _COMPAT and int(ip) > 1:  # `::` and `::1` are themselves, not IPv4
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
