@@ -32,6 +32,7 @@ class ServingOverride(BaseModel):
     workers: int | None = Field(default=None, ge=1, le=64)
     intra_op_threads: int | None = Field(default=None, ge=1, le=256)
     max_queue: int | None = Field(default=None, ge=1)
+    max_queue_wait_s: float | None = Field(default=None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -96,6 +97,13 @@ class Settings(BaseSettings):
         "from whatever queued while the workers were busy), 2 ms on a GPU.",
     )
     max_queue: int = Field(default=256, ge=1)
+    max_queue_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="429 an interactive request whose expected queue wait (items ahead x "
+        "measured compute per item / workers) exceeds this; any request is refused when it "
+        "would exceed its deadline. Unset: the deadline only.",
+    )
     interactive_reserve_s: float = Field(
         default=2.0,
         ge=0,

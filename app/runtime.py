@@ -56,6 +56,7 @@ class Runtime:
                 batching=s.batching,
                 max_wait_ms=s.max_wait_ms,
                 max_queue=s.max_queue,
+                max_queue_wait_s=s.max_queue_wait_s,
                 retry_after_s=s.retry_after_s,
                 gpu_mem_limit_mb=s.gpu_mem_limit_mb,
                 overrides=s.serving,

@@ -11,7 +11,10 @@ function once, and resolve each caller's future with its own result. Properties:
 - a worker held for clicks: with several workers and `interactive_reserve_s` > 0, bulk work
   occupies at most `workers - 1` of them for that long after the latest interactive item, so a
   click never waits behind a bulk batch (a batch cannot be preempted once running);
-- a full lane raises `Overloaded` (HTTP 429 with Retry-After) at submit time;
+- a full lane raises `Overloaded` (HTTP 429 with Retry-After) at submit time, and so does an item
+  whose expected queue wait (the items ahead of it x the measured compute time per item /
+  workers) exceeds its own deadline (it would expire in the queue) or, for an interactive item,
+  `max_queue_wait_s`: under overload a caller gets a fast 429, not a long wait or a late 504;
 - an item past its deadline is never computed (`DeadlineExceeded`, HTTP 504), and a caller who
   stops waiting cancels its item if it has not started;
 - explicit `start()` / `stop(drain=True)`; the batch function runs on the worker threads, never on
@@ -53,6 +56,8 @@ class BatchConfig:
     retry_after_s: int = 1
     # Keep a worker free of bulk work for this long after each interactive item (0: off).
     interactive_reserve_s: float = 0.0
+    # Refuse an interactive item whose expected queue wait exceeds this (None: its deadline).
+    max_queue_wait_s: float | None = None
 
 
 class BatchObserver(Protocol):
@@ -92,10 +97,12 @@ class Batcher(Generic[In, Out]):
         fn: BatchFn[In, Out],
         config: BatchConfig,
         observer: BatchObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.name = name
         self.config = config
         self._fn = fn
+        self._clock = clock  # times the batch function (tests inject one)
         self._obs: BatchObserver = observer or NullObserver()
         self._lanes: dict[Lane, collections.deque[_Item[In, Out]]] = {
             lane: collections.deque() for lane in Lane
@@ -114,6 +121,7 @@ class Batcher(Generic[In, Out]):
         self._busy = 0  # workers running a batch
         self._bulk_busy = 0  # workers running a batch that holds bulk items
         self._last_interactive = float("-inf")  # monotonic time of the latest interactive item
+        self._item_s: float | None = None  # compute s per item (moving average), for admission
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -187,6 +195,7 @@ class Batcher(Generic[In, Out]):
                     f"{self.name} is overloaded ({lane.name.lower()} queue full); retry later",
                     headers={"Retry-After": str(self.config.retry_after_s)},
                 )
+            self._admit(lane, timeout, now)
             queue.append(item)
             if lane is Lane.INTERACTIVE:
                 self._last_interactive = now
@@ -212,6 +221,32 @@ class Batcher(Generic[In, Out]):
 
     def _queued(self) -> int:
         return sum(len(q) for q in self._lanes.values())
+
+    def _expected_wait(self, lane: Lane) -> float:
+        ahead = len(self._lanes[Lane.INTERACTIVE]) if lane is Lane.INTERACTIVE else self._queued()
+        return ahead * (self._item_s or 0.0) / self.config.workers
+
+    def _admit(self, lane: Lane, timeout: float | None, now: float) -> None:
+        """Refuse an item whose expected queue wait is over its limit (lock held). The estimate
+        counts the live items queued ahead of it (interactive ones first: a bulk item waits for
+        both lanes) at the measured compute time per item, shared by the workers; it is off
+        until a batch has been timed."""
+        limits = [timeout]
+        if lane is Lane.INTERACTIVE:
+            limits.append(self.config.max_queue_wait_s)
+        limit = min((x for x in limits if x is not None), default=None)
+        if self._item_s is None or limit is None or self._expected_wait(lane) <= limit:
+            return
+        for ahead in (Lane.INTERACTIVE,) if lane is Lane.INTERACTIVE else tuple(Lane):
+            self._purge(ahead, now)  # dead items ahead must not count
+        wait = self._expected_wait(lane)
+        if wait > limit:
+            self._obs.rejected(lane, "queue_wait")
+            raise Overloaded(
+                f"{self.name} is overloaded (expected queue wait {wait:.1f} s, over "
+                f"{limit:.1f} s); retry later",
+                headers={"Retry-After": str(self.config.retry_after_s)},
+            )
 
     def _purge(self, lane: Lane, now: float) -> None:
         """Drop items whose callers gave up or whose deadline passed, so dead work never holds
@@ -308,10 +343,15 @@ class Batcher(Generic[In, Out]):
         while (batch := self._take_batch(worker)) is not None:
             if not batch:
                 continue
+            compute_s = None
             try:
-                self._run(batch)
+                compute_s = self._run(batch)
             finally:
                 with self._cond:
+                    if compute_s is not None:
+                        per_item = compute_s / len(batch)
+                        prev = self._item_s
+                        self._item_s = per_item if prev is None else 0.8 * prev + 0.2 * per_item
                     self._in_flight -= len(batch)
                     self._busy -= 1
                     if any(i.lane is Lane.BULK for i in batch):
@@ -324,9 +364,10 @@ class Batcher(Generic[In, Out]):
             raise RuntimeError(f"{self.name}: {len(payloads)} items in, {len(results)} results out")
         return results
 
-    def _run(self, batch: list[_Item[In, Out]]) -> None:
+    def _run(self, batch: list[_Item[In, Out]]) -> float:
+        """Run one batch and resolve its futures; returns the compute seconds."""
         payloads = [item.payload for item in batch]
-        t0 = time.perf_counter()
+        t0 = self._clock()
         try:
             results = self._call(payloads)
         except Exception as e:
@@ -339,7 +380,8 @@ class Batcher(Generic[In, Out]):
                         results.extend(self._call([p]))
                     except Exception as one:
                         results.append(one)
-        self._obs.batch_done(len(batch), time.perf_counter() - t0)
+        compute_s = self._clock() - t0
+        self._obs.batch_done(len(batch), compute_s)
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, PrelabelError):
@@ -347,3 +389,4 @@ class Batcher(Generic[In, Out]):
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
+        return compute_s

@@ -45,6 +45,7 @@ class Tuning:
     gpu_mem_limit_mb: int | None = None
     overrides: dict[str, ServingOverride] = field(default_factory=dict)
     interactive_reserve_s: float = 0.0
+    max_queue_wait_s: float | None = None
 
 
 @dataclass
@@ -195,6 +196,7 @@ class ModelRegistry:
             workers=max(1, o.workers or workers),
             retry_after_s=t.retry_after_s,
             interactive_reserve_s=t.interactive_reserve_s,
+            max_queue_wait_s=o.max_queue_wait_s or t.max_queue_wait_s,
         )
 
     def _session(

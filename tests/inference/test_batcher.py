@@ -320,3 +320,95 @@ def test_held_bulk_work_starts_when_the_reservation_expires() -> None:
     finally:
         model.gate.set()
         b.stop()
+
+
+class FakeClock:
+    """Stands in for perf_counter: the model advances it by `per_item` s per item it runs, so
+    the batcher measures exactly that compute time."""
+
+    def __init__(self, model: FakeModel, per_item: float) -> None:
+        self.now = 0.0
+        self.model, self.per_item = model, per_item
+
+    def __call__(self) -> float:
+        return self.now
+
+    def run(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.now += self.per_item * len(items)
+        return self.model(items)
+
+
+class Rejections:
+    def __init__(self) -> None:
+        self.reasons: list[tuple[Lane, str]] = []
+
+    def batch_done(self, size: int, compute_s: float) -> None: ...
+    def queue_wait(self, lane: Lane, wait_s: float) -> None: ...
+    def depth(self, lane: Lane, depth: int) -> None: ...
+
+    def rejected(self, lane: Lane, reason: str) -> None:
+        self.reasons.append((lane, reason))
+
+
+def timed(per_item: float, **kw: float) -> tuple[FakeModel, Batcher[int, int], Rejections]:
+    """One worker, batches of 1, on a model that takes `per_item` s by the batcher's clock."""
+    model, seen = FakeModel(), Rejections()
+    clock = FakeClock(model, per_item)
+    cfg = BatchConfig(max_batch_size=1, max_wait_ms=0.0, max_queue=64, **kw)  # type: ignore[arg-type]
+    b: Batcher[int, int] = Batcher("fake", clock.run, cfg, seen, clock=clock)
+    b.start()
+    return model, b, seen
+
+
+def test_an_item_that_would_wait_too_long_is_refused_at_once() -> None:
+    model, b, seen = timed(1.0, max_queue_wait_s=2.0)
+    try:
+        assert b.submit_future(1).result(5) == 2  # measured: 1 s per item
+        hold(model, b)
+        queued = [b.submit_future(i) for i in (2, 3, 4)]  # expected waits 0, 1 and 2 s
+        with pytest.raises(Overloaded, match=r"expected queue wait 3\.0 s, over 2\.0 s") as err:
+            b.submit_future(5)
+        assert err.value.headers["Retry-After"] == "1"
+        bulk = b.submit_future(6, Lane.BULK)  # bulk work may wait: no limit but its deadline
+        with pytest.raises(Overloaded, match=r"expected queue wait 4\.0 s, over 3\.5 s"):
+            b.submit_future(7, Lane.BULK, timeout=3.5)  # it would expire in the queue
+        model.gate.set()
+        assert [f.result(5) for f in queued] == [4, 6, 8] and bulk.result(5) == 12
+        assert seen.reasons == [(Lane.INTERACTIVE, "queue_wait"), (Lane.BULK, "queue_wait")]
+        ran = {x for batch in model.batches for x in batch}
+        assert 5 not in ran and 7 not in ran  # refused items never run
+    finally:
+        b.stop()
+
+
+def test_the_deadline_alone_limits_the_wait_and_nothing_is_refused_before_a_batch_ran() -> None:
+    model, b, seen = timed(1.0)
+    try:
+        hold(model, b)  # nothing measured yet: only the queue's length bounds it
+        early = [b.submit_future(i, timeout=30.0) for i in range(1, 6)]
+        model.gate.set()
+        assert [f.result(5) for f in early] == [2, 4, 6, 8, 10]
+        hold(model, b)
+        ok = [b.submit_future(i, timeout=2.5) for i in (1, 2, 3)]  # waits 0, 1, 2 s
+        with pytest.raises(Overloaded):
+            b.submit_future(4, timeout=2.5)
+        model.gate.set()
+        assert [f.result(5) for f in ok] == [2, 4, 6]
+        assert seen.reasons == [(Lane.INTERACTIVE, "queue_wait")]
+    finally:
+        b.stop()
+
+
+def test_abandoned_items_ahead_do_not_count_towards_the_wait() -> None:
+    model, b, _ = timed(1.0, max_queue_wait_s=1.5)
+    try:
+        b.submit_future(1).result(5)
+        hold(model, b)
+        gone = [b.submit_future(i) for i in (2, 3)]  # expected waits 0 and 1 s
+        for f in gone:
+            assert f.cancel()  # their callers gave up
+        ok = b.submit_future(4)  # 2 s counting the dead items, 0 s without them
+        model.gate.set()
+        assert ok.result(5) == 8
+    finally:
+        b.stop()
