@@ -13,8 +13,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from app.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
 # Formats a labeling tool sends. Pillow can open many more (EPS, PSD, ...); refusing them keeps
-# the attack surface small.
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+# the attack surface small. MPO is a JPEG with more pictures after the first (cameras write it
+# for previews and depth maps); like every multi-frame file, only its first picture is decoded.
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
 
 
 @dataclass(frozen=True)
