@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "keeps off one of a model's workers, so clicks never queue behind a bulk batch "
         "(models with several workers; 0 turns it off).",
     )
+    max_in_flight: int = Field(
+        default=128,
+        ge=1,
+        description="HTTP requests served at once (probes aside); more get 429 before their "
+        "body is read.",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     shutdown_grace_s: float = Field(

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import auth, errors, ratelimit
 from app.api.access import RequestContextMiddleware
-from app.api.drain import DrainMiddleware
+from app.api.admission import AdmissionMiddleware
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.routes import admin, detect, jobs, labelstudio, ner, sam, system
 from app.config import Settings
@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
     # file, plus room for the other fields.
     app.add_middleware(BodyLimitMiddleware, max_bytes=rt.settings.max_upload_bytes * 4 // 3 + 2**20)
-    # After SIGTERM: 503 for new requests, Connection: close on every response (app/api/drain.py).
-    app.add_middleware(DrainMiddleware, runtime=rt)
+    # In-flight cap (429) and, after SIGTERM, 503 for new requests (app/api/admission.py).
+    app.add_middleware(AdmissionMiddleware, runtime=rt)
     # Added innermost first. Outermost: request id + access log, then metrics, then auth
     # (401/403 before any body is read), then the per-key rate limit (it needs the principal).
     ratelimit.install(app, rt.settings)

@@ -121,10 +121,10 @@ class Runtime:
             self.jobs = JobManager(self, s.jobs_db, s.job_input_roots, s.job_concurrency)
         self.onnxruntime = "unknown"
         self.started = False
-        # Shutdown (app/cli/serve.py, app/api/drain.py): readiness false, new requests 503.
+        # Shutdown (app/cli/serve.py, app/api/admission.py): readiness false, new requests 503.
         self.draining = False
         self.drain_deadline: float | None = None  # time.monotonic() by which stop() must end
-        self.in_flight = 0  # HTTP requests being served, probes excluded (the drain middleware)
+        self.in_flight = 0  # HTTP requests being served, probes excluded (AdmissionMiddleware)
 
     def _models_version(self) -> str:
         """The default models and their versions: part of every Label Studio model_version."""

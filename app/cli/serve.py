@@ -3,13 +3,13 @@
 On SIGTERM (or a first Ctrl-C), within one signal handler and `G = PRELABEL_SHUTDOWN_GRACE_S`:
 
 1. at once: the runtime drains (`Runtime.begin_drain`): /readyz answers 503, new requests get
-   503 `shutting_down`, every response says `Connection: close` (app/api/drain.py). The
+   503 `shutting_down`, every response says `Connection: close` (app/api/admission.py). The
    listener stays open, so a request that arrives now gets that clean 503 rather than a
    refused or reset connection;
 2. on uvicorn's 0.1 s tick, once no request is in flight (`Runtime.in_flight`), or at the latest
    at `G - reserve`, uvicorn's own shutdown starts: it closes the listener and the idle
-   connections, gives stragglers `CLOSE_S`, cancels what still runs (answered 503 by the drain
-   middleware), then runs the lifespan shutdown: `Runtime.stop()` stops the jobs (their
+   connections, gives stragglers `CLOSE_S`, cancels what still runs (answered 503 by the
+   admission middleware), then runs the lifespan shutdown: `Runtime.stop()` stops the jobs (their
    finished items are checkpointed), drains the batchers' queues and closes the sessions,
    bounded by the runtime's drain deadline (see `budget`);
 3. the process exits 0. A watchdog thread, armed by the signal, ends the process with exit

