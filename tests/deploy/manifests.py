@@ -16,7 +16,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -105,6 +108,25 @@ def pod_spec(obj: Obj) -> Obj:
 def container(obj: Obj, name: str = "prelabel") -> Obj:
     (c,) = [c for c in pod_spec(obj)["containers"] if c["name"] == name]
     return c
+
+
+# The renderings of the interactive service.
+SERVICE = ("cpu", "gpu", "cpu-all-components", "gpu-all-components")
+
+
+def settings_of(objs: tuple[Obj, ...], configmap: str) -> dict[str, str]:
+    """The data of a rendered (name-hashed) ConfigMap."""
+    data: dict[str, str] = find(objs, "ConfigMap", configmap)["data"]
+    return data
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
+    """Settings from exactly `env`, as a container whose environment it is."""
+    for key in [k for k in os.environ if k.startswith("PRELABEL_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def main(argv: list[str]) -> int:
