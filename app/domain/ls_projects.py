@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class LsProject:
     project: str
     schema: str
     hostname: str | None
-    access_token: str | None
+    access_token: str | None = field(repr=False)  # never in a log line or traceback
     model_version: str
 
 
