@@ -224,3 +224,13 @@ def test_requests_over_the_in_flight_cap_get_429_before_their_body_is_read(
         assert_person(r)
     assert rt.in_flight == 0
     assert metric(client, "prelabel_rejections_total", reason="queue_full") == 1
+
+
+def test_the_queue_wait_limit_comes_from_the_settings_and_per_model_overrides() -> None:
+    for serving, expected in (
+        ({}, 5.0),
+        ({"nanodet-g": ServingOverride(max_queue_wait_s=0.5)}, 0.5),
+    ):
+        with TestClient(create_app(Settings(**DETECTOR_ONLY, serving=serving))) as client:
+            batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+            assert batcher.config.max_queue_wait_s == expected
