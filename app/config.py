@@ -97,12 +97,12 @@ class Settings(BaseSettings):
         "from whatever queued while the workers were busy), 2 ms on a GPU.",
     )
     max_queue: int = Field(default=256, ge=1)
-    max_queue_wait_s: float | None = Field(
+    max_queue_wait_s: float = Field(
         default=5.0,
         gt=0,
         description="429 an interactive request whose expected queue wait (items ahead x "
         "measured compute per item / workers) exceeds this; any request is refused when it "
-        "would exceed its deadline. null: the deadline only.",
+        "would exceed its deadline.",
     )
     interactive_reserve_s: float = Field(
         default=2.0,
