@@ -69,6 +69,23 @@ def _providers(opts: SessionOptions) -> list[Any]:
     return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
 
+_preloaded = False
+
+
+def _preload_cuda(ort: Any) -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels that `onnxruntime-gpu[cuda,cudnn]`
+    installs (onnxruntime >= 1.21), so a plain pip install finds them without LD_LIBRARY_PATH.
+    Once per process; libraries already loaded (a CUDA base image) are left alone."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    try:
+        ort.preload_dlls()
+    except Exception as e:  # the session's own provider check reports what is still missing
+        log.warning("onnxruntime.preload_dlls() failed: %s", e)
+    _preloaded = True
+
+
 def create_session(path: Path, opts: SessionOptions) -> Any:
     """Open `path` as an `onnxruntime.InferenceSession` under the provider policy.
 
@@ -86,6 +103,8 @@ def create_session(path: Path, opts: SessionOptions) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     available = ort.get_available_providers()
+    if opts.policy != "cpu" and "CUDAExecutionProvider" in available:
+        _preload_cuda(ort)
     providers = [p for p in _providers(opts) if (p if isinstance(p, str) else p[0]) in available]
     session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
     active = session.get_providers()
