@@ -19,7 +19,9 @@ process (the server is a separate process; both share the machine's cores).
    server cannot slow the load down) at `--factor` (2) x that rate, for `--soak-s` seconds.
    Latency is measured from each request's scheduled send time (no coordinated omission: a
    client-side delay counts against the server). At most `--max-outstanding` requests are in
-   flight; an arrival beyond that is counted as `client_full` (the server was not shedding).
+   flight, spread over 16 clients (one httpx client with hundreds pending is itself the
+   bottleneck); an arrival beyond that is counted as `client_full` (the server was not
+   shedding).
    After the last arrival, outstanding replies are awaited for up to the request deadline + 10
    s; any still missing count as `unfinished`.
    Every reply is 200 (admitted), 429 (shed) or something else (an error: must be 0).
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -68,6 +71,16 @@ from bench_detect import (
 from rich.table import Table
 
 DEADLINE_S = 30.0  # PRELABEL_REQUEST_TIMEOUT_S default; replies are awaited this long + 10 s
+# Idle connections are dropped before uvicorn's own 5 s keep-alive timeout closes them: with
+# equal timeouts a request can go out on a connection the server is closing (a ReadError that
+# says nothing about overload).
+KEEPALIVE_S = 2.0
+# One httpx.AsyncClient slows down badly with hundreds of requests pending on its pool
+# (encode/httpx#3215). Measured here (`ss` during a run): with ~1000 requests pending in one
+# client, under 150 connections were open, the server had read every byte sent to it and the
+# client had responses it had not read, while client-side latency reached 70 s: the load
+# generator, not the server, was queueing. Requests are spread over several small-pool clients.
+CLIENT_SHARDS = 16
 
 
 def rss_mib(pid: int) -> float:
@@ -96,7 +109,8 @@ async def closed_loop(
     url: str, images: Sequence[SampleImage], concurrency: int, duration_s: float
 ) -> tuple[float, list[float], Counter[str]]:
     """(replies/s, latencies of the 200s in ms, outcomes) of `concurrency` looping clients."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                          keepalive_expiry=KEEPALIVE_S)
     outcomes: Counter[str] = Counter()
     lat: list[float] = []
     async with httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits) as client:
@@ -142,14 +156,19 @@ async def open_loop(
     """Arrivals every 1/rate s for duration_s; every outcome recorded (see the module doc)."""
     soak = Soak()
     n = int(rate * duration_s)
-    limits = httpx.Limits(max_connections=max_outstanding, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits) as client:
+    per_client = -(-max_outstanding // CLIENT_SHARDS)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client,
+                          keepalive_expiry=KEEPALIVE_S)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits))
+            for _ in range(CLIENT_SHARDS)]
         t0 = time.perf_counter()
         outstanding: set[asyncio.Task[None]] = set()
 
         async def one(i: int, sched: float) -> None:
             try:
-                r = await _post(client, url, images[i % len(images)])
+                r = await _post(clients[i % CLIENT_SHARDS], url, images[i % len(images)])
                 outcome = str(r.status_code)
             except httpx.HTTPError as e:
                 outcome = type(e).__name__
@@ -292,7 +311,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="calibration clients (16)")
     parser.add_argument("--windows", type=int, default=10)
     parser.add_argument("--rss-every", type=float, default=5.0, help="RSS sampling period, s")
-    parser.add_argument("--max-outstanding", type=int, default=2000)
+    parser.add_argument("--max-outstanding", type=int, default=1024,
+                        help="client-side cap on requests in flight (arrivals over it count as "
+                        "client_full)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra server environment, e.g. PRELABEL_MAX_QUEUE=64")
     parser.add_argument("--prelabel", type=Path, default=default_prelabel())
