@@ -14,6 +14,7 @@ from app.api.access import RequestContextMiddleware
 from app.api.admission import AdmissionMiddleware
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.routes import admin, detect, jobs, labelstudio, ner, sam, system
+from app.api.schemas import ERROR_RESPONSES
 from app.config import Settings
 from app.runtime import Runtime
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         summary="Model-assisted labeling: boxes, SAM masks and NER spans.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.runtime = rt
     errors.install(app)

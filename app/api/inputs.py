@@ -83,10 +83,28 @@ def image_body_doc(json_model: type[BaseModel]) -> dict[str, Any]:
                         "form field (lists and objects as JSON).",
                     }
                 },
-                "application/json": {"schema": json_model.model_json_schema()},
+                "application/json": {"schema": _inlined(json_model.model_json_schema())},
             },
         }
     }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$defs` inlined. pydantic refers to them as "#/$defs/Name", which inside
+    the OpenAPI document resolves from the document's root, where there is no `$defs`."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref", "")
+        out = walk(defs[ref.removeprefix("#/$defs/")]) if ref.startswith("#/$defs/") else {}
+        return out | {k: walk(v) for k, v in node.items() if k != "$ref" or not out}
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:

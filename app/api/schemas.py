@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -186,3 +186,18 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# Every route's refusals in the OpenAPI document, one body for all of them (FastAPI would
+# otherwise document its own 422 shape, which this service never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "model": ErrorResponse,
+        "description": "Refused: bad input (400, 422), unknown model or id (404), too large "
+        "(413), not an accepted type (415), overloaded (429, with `Retry-After`).",
+    },
+    "5XX": {
+        "model": ErrorResponse,
+        "description": "Not ready or shutting down (503), deadline exceeded (504).",
+    },
+}

@@ -30,7 +30,13 @@ from app.domain.formats.labelstudio import (
     text_label_results,
 )
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
-from app.domain.labelconfig import ControlTag, LabelConfig, LabelMap, parse_label_config
+from app.domain.labelconfig import (
+    ControlTag,
+    LabelConfig,
+    LabelConfigError,
+    LabelMap,
+    parse_label_config,
+)
 from app.domain.ls_fetch import TaskDataFetcher
 from app.domain.ls_pending import PendingResults
 from app.domain.ls_projects import LsProject, LsProjects
@@ -59,8 +65,15 @@ class LsModels:
     aliases: Mapping[str, str] | None = None  # model class -> config label (settings)
 
 
-@functools.lru_cache(maxsize=64)
 def _config(schema: str) -> LabelConfig:
+    try:
+        return _parsed(schema)
+    except LabelConfigError as e:  # the project's config, as Label Studio sent it: a 400
+        raise BadInput(str(e)) from e
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(schema: str) -> LabelConfig:
     return parse_label_config(schema)
 
 

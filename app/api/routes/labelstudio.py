@@ -8,6 +8,7 @@ after which Label Studio marks the backend disconnected and silently skips predi
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import json_response, runtime_of
 from app.api.inputs import StrictJsonRoute
-from app.errors import ValidationFailed
+from app.errors import BadInput, ValidationFailed
 
 router = APIRouter(tags=["label-studio"], route_class=StrictJsonRoute)
+log = logging.getLogger(__name__)
 
 # A labeling config is a few KB (a large taxonomy a few hundred); parsed configs are cached per
 # text, so their size is capped.
@@ -120,9 +122,14 @@ async def webhook(body: dict[str, Any], request: Request) -> Response:
     runtime = runtime_of(request)
     await asyncio.to_thread(runtime.events.record, body)
     if body.get("action") == "TASKS_CREATED" and runtime.settings.ls_precompute_embeddings:
-        number = (body.get("project") or {}).get("id")
+        about = body.get("project")  # the event is acknowledged whatever its fields hold
+        number = about.get("id") if isinstance(about, dict) else None
         project = runtime.ls_projects.by_number(number) if number is not None else None
-        tasks = body.get("tasks") or []
+        tasks = body.get("tasks")
         if project is not None and isinstance(tasks, list):
-            runtime.ls_predictor.precompute_embeddings(project, tasks)
+            try:
+                tasks = [t for t in tasks if isinstance(t, dict)]
+                runtime.ls_predictor.precompute_embeddings(project, tasks)
+            except BadInput as e:  # the project's config does not parse
+                log.warning("TASKS_CREATED for project %s: %s", number, e.message)
     return json_response(LsWebhookAck(status="ok"))
