@@ -461,3 +461,28 @@ def test_malformed_interactive_context(client: TestClient, astronaut_jpeg: bytes
         assert_error(interactive(client, regions), status)
     assert interactive(client, [click(), click(70, 60, is_positive=False)]).status_code == 200
     assert_serving(client, astronaut_jpeg)
+
+
+def test_broken_labeling_config_and_odd_webhooks(
+    client: TestClient, astronaut_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both were 500s, found by test_fuzz.py."""
+    tasks = [{"id": 1, "data": {"text": "x"}}]
+    for config in ("<View", "", "<View><Labels name='l'/></View>", "<!DOCTYPE x><View/>"):
+        body = {"tasks": tasks, "project": f"8.{len(config)}", "label_config": config}
+        r = client.post("/predict", json=body)
+        assert r.status_code in (200, 400), r.text  # "" is no config: a project it never saw
+        if r.status_code == 400:
+            assert_error(r, 400, "bad_input")
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime.settings, "ls_precompute_embeddings", True)
+    client.post("/setup", json={"project": "12.1", "schema": "<View"})
+    for event in (
+        {"action": "TASKS_CREATED", "project": 12, "tasks": [1]},
+        {"action": "TASKS_CREATED", "project": "12", "tasks": "x"},
+        {"action": "TASKS_CREATED", "project": {"id": 12}, "tasks": [1, "a", {"data": 3}]},
+        {"action": "TASKS_CREATED", "project": {"id": [1]}, "tasks": None},
+    ):
+        r = client.post("/webhook", json=event)
+        assert r.status_code == 200 and r.json() == {"status": "ok"}, (event, r.text)
+    assert_serving(client, astronaut_jpeg)
