@@ -128,8 +128,13 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         default_ner="en-core-web-sm",
         jobs_db=root / "jobs.sqlite",
         job_input_roots=[str(root / "images")],
+        url_allowed_hosts=["fuzz.invalid"],  # any generated image_url is refused before DNS
     )
-    yield create_app(settings_)
+    app = create_app(settings_)
+    # And should a generated name ever get through (a Label Studio host from /setup is trusted),
+    # it resolves to loopback: no case can send traffic off the machine.
+    app.state.runtime.url_fetcher.resolver = lambda host, port: ["127.0.0.1"]
+    yield app
     shutdown_lifespans()  # drains and stops that runtime
 
 
