@@ -189,6 +189,20 @@ def test_bad_submissions(client: TestClient, body: dict[str, Any], status: int) 
     assert "error" in r.json()
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"task": "ner", "texts": ["\\ud800"]}',  # a lone surrogate
+        '{"task": "detect", "items": ["a.png"], "score_threshold": NaN}',
+        '{"task": "detect", "items": ' + "[" * 5000 + "]" * 5000 + "}",
+    ],
+)
+def test_hostile_json_is_a_422(client: TestClient, raw: str) -> None:
+    r = client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_error"
+
+
 def test_unknown_job_is_404(client: TestClient) -> None:
     for r in (
         client.get("/v1/jobs/nope"),

@@ -19,11 +19,12 @@ from pydantic import BaseModel, Field
 
 from app.api.auth import principal_of
 from app.api.deps import json_response, runtime_of
+from app.api.inputs import StrictJsonRoute
 from app.batch.jobs import JobManager, JobRequest, JobStatus
 from app.batch.jobstore import JobStore
 from app.errors import NotReady
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJsonRoute)
 
 RESULTS_CHUNK = 500
 
