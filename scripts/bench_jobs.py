@@ -15,8 +15,8 @@ scikit-image samples of `bench_detect.SAMPLE_NAMES`).
 2. Busy: POST /v1/jobs (task detect, every item), wait until it has finished a few items, then
    the same `--n` interactive requests while it runs. The job must still be running when the
    last one returns (else the run says so: use more `--items`).
-3. The job's own rate: items/s from GET /v1/jobs/{id} over the busy phase, and over the
-   whole job once it ends.
+3. The job's own rate: items/s over the busy phase, after it (the job alone, the 2 s
+   interactive reservation included), and over the whole job (GET /v1/jobs/{id}).
 
 Target (issue 4): interactive p50 during a job within 2x of idle, per request kind.
 
@@ -134,6 +134,9 @@ def main() -> None:
             )
             while (final := job_state(client, job_id))["state"] == "running":
                 time.sleep(0.2)
+            t2 = time.perf_counter()
+            rest = final["done"] + final["failed"] - after["done"] - after["failed"]
+            alone_rate = rest / (t2 - t1) if rest else float("nan")
 
     table = Table(title="Interactive requests, concurrency 1, idle vs during a detect job")
     for col in ("request", "phase", "n", "p50 ms", "p99 ms", "max ms", "p50 x idle", "target"):
@@ -149,12 +152,13 @@ def main() -> None:
                       f"<=2x: {verdict(ratio <= 2.0)}")
     console.print(table)
     jobs = Table(title="The job")
-    for col in ("items", "state", "done", "failed", "items/s while clicked", "items/s overall",
-                "cores server/other idle", "cores server/other busy"):
+    for col in ("items", "state", "done", "failed", "items/s while clicked",
+                "items/s after the clicks", "items/s overall", "cores server/other idle",
+                "cores server/other busy"):
         jobs.add_column(col, justify="right")
     jobs.add_row(str(final["total"]), final["state"], str(final["done"]), str(final["failed"]),
-                 fmt(busy_rate), fmt(final["rate"]), cpu_text(idle_cpu, "server", "other"),
-                 cpu_text(busy_cpu, "server", "other"))
+                 fmt(busy_rate), fmt(alone_rate), fmt(final["rate"]),
+                 cpu_text(idle_cpu, "server", "other"), cpu_text(busy_cpu, "server", "other"))
     console.print(jobs)
     if not overlapped:
         console.print("[red]the job ended before the interactive phase did: use more --items"
