@@ -61,17 +61,22 @@ def run_identity(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
     class order (the model's label order, which YOLO class ids follow)."""
     if spec.task == "ner":
         ner = rt.registry.ner(spec.model)
-        classes, version = list(ner.labels), f"{spec.model}={ner.spec.version}"
-    else:
-        det = rt.registry.detector(spec.model)
-        classes, version = list(det.adapter.labels), f"{spec.model}={det.spec.version}"
-        if spec.task == "segment":
-            version += f",{spec.sam_model}={rt.registry.sam(spec.sam_model).spec.version}"
+        return identity(spec, {spec.model: ner.spec.version}, list(ner.labels))
+    det = rt.registry.detector(spec.model)
+    versions = {spec.model: det.spec.version}
+    if spec.task == "segment":
+        versions[spec.sam_model] = rt.registry.sam(spec.sam_model).spec.version
+    return identity(spec, versions, list(det.adapter.labels))
+
+
+def identity(spec: JobSpec, versions: dict[str, str], classes: list[str]) -> dict[str, Any]:
+    """run.json's identity from the models' versions (model first, then SAM for segment) and
+    the model's class order, wherever they were read (this runtime or a server's /v1/models)."""
     return {
         "task": spec.task,
         "model": spec.model,
         "sam_model": spec.sam_model if spec.task == "segment" else None,
-        "model_version": version,
+        "model_version": ",".join(f"{name}={v}" for name, v in versions.items()),
         "classes": classes,
     }
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from app.batch.inputs import Item
-from app.batch.pipeline import JobSpec
+from app.batch.pipeline import JobSpec, identity
 from app.batch.serial import image_json, object_json, text_json
 from app.errors import BadInput, NotReady, PrelabelError
 
@@ -81,16 +81,8 @@ class RemoteAnnotator:
                 raise BadInput(f"the server at {self.opts.url} has no model {name!r}")
             if models[name]["status"] != "ready":
                 raise NotReady(f"model {name!r} on {self.opts.url} is {models[name]['status']}")
-        version = f"{spec.model}={models[spec.model]['version']}"
-        if spec.task == "segment":
-            version += f",{spec.sam_model}={models[spec.sam_model]['version']}"
-        return {
-            "task": spec.task,
-            "model": spec.model,
-            "sam_model": spec.sam_model if spec.task == "segment" else None,
-            "model_version": version,
-            "classes": list(models[spec.model]["labels"]),
-        }
+        versions = {name: str(models[name]["version"]) for name in names}
+        return identity(spec, versions, list(models[spec.model]["labels"]))
 
     async def process(self, item: Item) -> Any:
         """One item -> its record (see `serial.py`). Raises PrelabelError for a bad item."""
