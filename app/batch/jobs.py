@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.jobstore import JobRow, JobStore
-from app.batch.pipeline import JobSpec, Task, process, run_identity
+from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
 from app.domain.apikeys import Principal
 from app.domain.urls.policy import check_target, parse_target
-from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
+from app.errors import NotFound, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
     from app.runtime import Runtime
@@ -338,14 +338,8 @@ class JobManager:
 
     async def _one(self, job_id: str, spec: JobSpec, item: Item) -> None:
         try:
-            try:
-                record = await process(self.rt, item, spec=spec)
-                ok, payload = True, json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-            except PrelabelError as e:
-                ok, payload = False, json.dumps(f"{e.code}: {e.message}")
-            except Exception as e:  # an unexpected bug must not stop the other items
-                log.exception("job %s item %s failed", job_id, item.key)
-                ok, payload = False, json.dumps(f"internal_error: {e!r}")
+            ok, value = await outcome(in_process(self.rt, spec), item)
+            payload = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
             store = self.store
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:

@@ -95,19 +95,10 @@ async def run_items(
 
     async def one(item: Item) -> None:
         try:
-            try:
-                record = await process_item(item)
-            except PrelabelError as e:
-                await asyncio.to_thread(ckpt.append_error, item.key, f"{e.code}: {e.message}")
-                progress.tick(ok=False)
-                return
-            except Exception as e:  # an unexpected bug must not stop the other items
-                log.exception("item %s failed", item.key)
-                await asyncio.to_thread(ckpt.append_error, item.key, f"internal_error: {e!r}")
-                progress.tick(ok=False)
-                return
-            await asyncio.to_thread(ckpt.append_result, item.key, record)
-            progress.tick(ok=True)
+            ok, value = await outcome(process_item, item)
+            append = ckpt.append_result if ok else ckpt.append_error
+            await asyncio.to_thread(append, item.key, value)
+            progress.tick(ok=ok)
         finally:
             sem.release()
 
@@ -117,6 +108,18 @@ async def run_items(
         running.add(task)
         task.add_done_callback(running.discard)
     await asyncio.gather(*running)
+
+
+async def outcome(process_item: Processor, item: Item) -> tuple[bool, Any]:
+    """(True, the item's record) or (False, its public reason "code: message"). An unexpected
+    exception is logged and becomes `internal_error`: one item never stops the run."""
+    try:
+        return True, await process_item(item)
+    except PrelabelError as e:
+        return False, f"{e.code}: {e.message}"
+    except Exception as e:
+        log.exception("item %s failed", item.key)
+        return False, f"internal_error: {e!r}"
 
 
 async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
