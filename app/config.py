@@ -208,22 +208,22 @@ class Settings(BaseSettings):
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
 
-    @field_validator("models", "job_input_roots", mode="before")
+    @field_validator(
+        "models",
+        "job_input_roots",
+        "url_allowed_hosts",
+        "url_allowed_networks",
+        "api_keys",
+        mode="before",
+    )
     @classmethod
-    def _split_models(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
+        """A list setting from the environment: a JSON list, or comma-separated values."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [name.strip() for name in text.split(",") if name.strip()]
-        return value
-
-    @field_validator("url_allowed_hosts", "url_allowed_networks", mode="before")
-    @classmethod
-    def _split_url_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            return json.loads(text) if text.startswith("[") else text.split(",")
+            return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
     @field_validator("url_allowed_hosts")
@@ -239,16 +239,6 @@ class Settings(BaseSettings):
     @classmethod
     def _url_networks(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_network(n.strip(), strict=False)) for n in value if n.strip()]
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [line.strip() for line in text.split(",") if line.strip()]
-        return value
 
     @model_validator(mode="after")
     def _defaults_are_loaded(self) -> Settings:
