@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import shutil
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.local_http import Handler, LocalServer, Route, send
 
 SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
 SAMPLES = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
@@ -31,48 +31,31 @@ def make_dataset(root: Path, copies: int = 1, bad: bool = False) -> list[str]:
     return sorted(keys)
 
 
-class _ImageHandler(http.server.BaseHTTPRequestHandler):
-    """`/img/<name>`: a scikit-image sample; `/data/local-files/?d=<name>`: the same, as Label
-    Studio serves it, only with `Authorization: Token secret`."""
+def _image(name: str) -> Route:
+    ctype = "image/png" if name.endswith(".png") else "image/jpeg"
+    return lambda h: send(h, 200, (SKIMAGE_DATA / name).read_bytes(), ctype)
 
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        if url.path.startswith("/img/"):
-            name = url.path.removeprefix("/img/")
-        elif url.path == "/data/local-files/":
-            if self.headers.get("Authorization") != "Token secret":
-                self.send_error(401)
-                return
-            name = urllib.parse.parse_qs(url.query).get("d", [""])[0]
-        else:
-            self.send_error(404)
-            return
-        path = SKIMAGE_DATA / name
-        if "/" in name or not path.is_file():
-            self.send_error(404)
-            return
-        body = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png" if name.endswith(".png") else "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
+def _label_studio_file(h: Handler) -> None:
+    """`/data/local-files/?d=<name>`, as Label Studio serves it: only with its token."""
+    if h.headers.get("Authorization") != "Token secret":
+        send(h, 401, b"unauthorized", "text/plain")
+        return
+    name = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query).get("d", [""])[0]
+    if name not in SAMPLES:
+        send(h, 404, b"not found", "text/plain")
+        return
+    _image(name)(h)
 
 
 @pytest.fixture(scope="session")
 def image_server() -> Iterator[str]:
-    """Base URL of a local image server on 127.0.0.1 (never off the machine)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Base URL of a local server on 127.0.0.1 (never off the machine): `/img/<sample>` and
+    Label Studio's `/data/local-files/?d=<sample>` (token "secret")."""
+    routes: dict[str, Route] = {f"/img/{name}": _image(name) for name in SAMPLES}
+    routes["/data/local-files/"] = _label_studio_file
+    with LocalServer(routes) as server:
+        yield server.url("").rstrip("/")
 
 
 # Lets the URL policy reach the local image server (loopback is refused by default).
