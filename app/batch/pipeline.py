@@ -166,6 +166,11 @@ async def image_bytes(rt: Runtime, item: Item) -> bytes:
             token = s.label_studio_token.get_secret_value() if s.label_studio_token else None
             return await rt.ls_fetcher.fetch(item.url, s.label_studio_url, token)
         return await rt.url_fetcher.fetch(item.url)
+    return await read_file(item)
+
+
+async def read_file(item: Item) -> bytes:
+    """A file item's bytes, read off the event loop; BadInput if it cannot be read."""
     assert item.path is not None
     try:
         return await asyncio.to_thread(item.path.read_bytes)

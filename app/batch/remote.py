@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from app.batch.inputs import Item
-from app.batch.pipeline import JobSpec, identity
+from app.batch.pipeline import JobSpec, identity, read_file
 from app.batch.serial import image_json, object_json, text_json
 from app.errors import BadInput, NotReady, PrelabelError
 
@@ -103,11 +103,7 @@ class RemoteAnnotator:
             raise BadInput("Label Studio /data/ references are fetched in-process only")
         data: bytes | None = None
         if item.url is None:
-            assert item.path is not None
-            try:
-                data = await asyncio.to_thread(item.path.read_bytes)
-            except OSError as e:
-                raise BadInput(f"cannot read {item.name}: {e.strerror or e}") from e
+            data = await read_file(item)
         source = _ImageSource(data, item.url)
         fields = {
             "model": spec.model,
