@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from app.domain.urls import SafeFetcher, check_image
-from app.domain.urls.fetcher import IMAGE_ACCEPT, Fetched
+from app.domain.urls.fetcher import Fetched
 from app.errors import BadInput, FetchFailed
 
 
@@ -86,7 +86,9 @@ class TaskDataFetcher:
         error status), FetchTimeout, PayloadTooLarge, UnsupportedMediaType."""
         url, credentials = self.resolve(ref, host)
         trusted = host if credentials else None
-        headers = {"Accept": IMAGE_ACCEPT}
+        # `*/*`: Label Studio's views negotiate the response type and answer 406 to `image/*`;
+        # what the body is gets decided by check_image (magic bytes), not by this header.
+        headers = {"Accept": "*/*"}
         if credentials and token and host:
             headers["Authorization"] = await self._authorization(host, token)
         r = await self._get(url, headers, trusted)
