@@ -36,7 +36,7 @@ from app.domain.formats.labelstudio import (
     text_label_results,
 )
 from app.domain.formats.ls_brush import decode_brush, encode_brush
-from app.domain.labelconfig import LabelMap, parse_label_config
+from app.domain.labelstudio.config import LabelMap, parse_label_config
 from tests.domain.formats.test_labelstudio import CONFIG, real_images, real_texts
 
 SDK_ENV = "PRELABEL_LS_SDK_PYTHON"

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from app.domain.ls_fetch import TaskDataFetcher
+from app.domain.labelstudio.fetch import TaskDataFetcher
 from app.domain.urls import SafeFetcher, UrlPolicy
 from app.errors import BadInput, FetchFailed, PayloadTooLarge, UnsupportedMediaType, UrlBlocked
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.domain.ls_pending import PendingResults
+from app.domain.labelstudio.pending import PendingResults
 
 
 def test_slow_jobs_continue_and_the_next_call_returns_them_at_once() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from app.domain.formats.ls_brush import encode_brush
 from app.domain.formats.records import ImageRecord, ObjectRecord, TextRecord
-from app.domain.labelconfig import LabelMap
+from app.domain.labelstudio.config import LabelMap
 from app.domain.masks import polygons
 
 Result = dict[str, Any]

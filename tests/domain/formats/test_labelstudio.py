@@ -25,7 +25,7 @@ from app.domain.formats.labelstudio import (
 from app.domain.formats.ls_brush import decode_brush
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
 from app.domain.images import ImageLimits, decode_image
-from app.domain.labelconfig import LabelMap, parse_label_config
+from app.domain.labelstudio.config import LabelMap, parse_label_config
 from app.inference.detectors import NanoDet
 from app.inference.manifest import Manifest
 from app.inference.ner import SpacyNer

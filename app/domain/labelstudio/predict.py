@@ -30,16 +30,16 @@ from app.domain.formats.labelstudio import (
     text_label_results,
 )
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
-from app.domain.labelconfig import (
+from app.domain.labelstudio.config import (
     ControlTag,
     LabelConfig,
     LabelConfigError,
     LabelMap,
     parse_label_config,
 )
-from app.domain.ls_fetch import TaskDataFetcher
-from app.domain.ls_pending import PendingResults
-from app.domain.ls_projects import LsProject, LsProjects
+from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.labelstudio.pending import PendingResults
+from app.domain.labelstudio.projects import LsProject, LsProjects
 from app.domain.masks import decode
 from app.domain.prompts import Point, Prompt
 from app.domain.segmentation import SegmentationService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.domain.labelconfig import (
+from app.domain.labelstudio.config import (
     Label,
     LabelConfigError,
     LabelMap,
