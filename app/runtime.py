@@ -12,11 +12,11 @@ from PIL import Image
 
 from app.config import Settings
 from app.domain.detection import DetectionService
-from app.domain.events import EventLog
 from app.domain.images import ImageLimits
-from app.domain.ls_fetch import TaskDataFetcher
-from app.domain.ls_predict import LabelStudioPredictor, LsModels
-from app.domain.ls_projects import LsProjects
+from app.domain.labelstudio.events import EventLog
+from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.labelstudio.predict import LabelStudioPredictor, LsModels
+from app.domain.labelstudio.projects import LsProjects
 from app.domain.segmentation import (
     LowResMask,
     SegmentationService,
