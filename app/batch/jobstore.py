@@ -5,6 +5,11 @@ transaction as the job's done/failed counter update, so an item is recorded and 
 exactly once however often it is retried (a resume, a cancelled write). Payloads are stored as
 JSON text: the item's record (`ok` = 1, see `serial.py`) or its public error message (`ok` = 0).
 
+A job's items are rows of `items` (sequence number, key, text for NER), written in chunks while
+the submission is checked and read back in chunks when the job (re)starts, so neither holds the
+whole list in one piece; `spec_json` keeps only the job's settings and export identity (jobs
+from before kept their items there too, and are moved to `items` on their next start).
+
 One connection, serialised by a lock; callers on the event loop go through `asyncio.to_thread`.
 WAL with synchronous=NORMAL: a commit is durable against a process crash (kill -9) without an
 fsync per item; a power loss may lose the last few items, which a resume recomputes.
@@ -38,6 +43,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     spec_json TEXT NOT NULL,
     owner TEXT
 );
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    text TEXT,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (job_id, key);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -75,6 +88,19 @@ class JobRow:
 
 
 @dataclass(frozen=True)
+class ItemRow:
+    """One submitted item: `key` is its path or URL (images) or its zero-padded index (texts)."""
+
+    seq: int
+    key: str
+    text: str | None
+
+
+class DuplicateKey(ValueError):
+    """An item key given twice in one job."""
+
+
+@dataclass(frozen=True)
 class ResultRow:
     key: str
     ok: bool
@@ -96,6 +122,10 @@ class JobStore:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "owner" not in columns:  # a database from before job ownership
             self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        if "caller" not in columns:  # a database from before the per-caller job cap
+            self._db.execute("ALTER TABLE jobs ADD COLUMN caller TEXT")
+        # Items of a submission that never became a job (the process died while checking it).
+        self._db.execute("DELETE FROM items WHERE job_id NOT IN (SELECT id FROM jobs)")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -118,13 +148,75 @@ class JobStore:
         spec_json: str,
         now: float,
         owner: str | None = None,
+        caller: str | None = None,
     ) -> None:
         with self._lock:
             self._conn().execute(
                 "INSERT INTO jobs (id, state, task, model, format, created, updated, total, "
-                "spec_json, owner) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, task, model, fmt, now, now, total, spec_json, owner),
+                "spec_json, owner, caller) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, task, model, fmt, now, now, total, spec_json, owner, caller),
             )
+
+    def active(self, caller: str | None = None) -> int:
+        """Queued and running jobs (only `caller`'s, if given)."""
+        where, args = ("AND caller = ?", (caller,)) if caller is not None else ("", ())
+        with self._lock:
+            row = (
+                self._conn()
+                .execute(
+                    f"SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') {where}", args
+                )
+                .fetchone()
+            )
+        return int(row[0])
+
+    def add_items(self, job_id: str, rows: list[ItemRow]) -> None:
+        """Append one chunk of a job's items (one transaction); `DuplicateKey` if a key is
+        already there."""
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN")
+            try:
+                db.executemany(
+                    "INSERT INTO items (job_id, seq, key, text) VALUES (?, ?, ?, ?)",
+                    [(job_id, r.seq, r.key, r.text) for r in rows],
+                )
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError as e:
+                db.execute("ROLLBACK")
+                raise DuplicateKey(str(e)) from e
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def delete_items(self, job_id: str) -> None:
+        with self._lock:
+            self._conn().execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+
+    def has_items(self, job_id: str) -> bool:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute("SELECT 1 FROM items WHERE job_id = ? LIMIT 1", (job_id,))
+                .fetchone()
+            )
+        return row is not None
+
+    def pending_items(self, job_id: str, after: int = -1, limit: int = 1000) -> list[ItemRow]:
+        """Up to `limit` items after sequence number `after` that have no result yet, in
+        submission order (keyset paging: a resume reads the list a chunk at a time)."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT i.seq, i.key, i.text FROM items i WHERE i.job_id = ? AND i.seq > ? "
+                    "AND NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = i.job_id "
+                    "AND r.key = i.key) ORDER BY i.seq LIMIT ?",
+                    (job_id, after, limit),
+                )
+                .fetchall()
+            )
+        return [ItemRow(int(q), str(k), t) for q, k, t in rows]
 
     def mark_running(self, job_id: str, now: float) -> bool:
         """queued/running -> running, restarting the rate clock. False if the job has ended."""

@@ -16,6 +16,12 @@ On SIGTERM (or a first Ctrl-C), within one signal handler and `G = PRELABEL_SHUT
    code 1 at `G` whatever is stuck (a hung model, a hung finaliser), so the exit always comes
    before Kubernetes' SIGKILL (terminationGracePeriodSeconds, 30 s by default, > G = 25 s).
 
+Reading limits (what a slow or stalled client may hold): headers within
+`PRELABEL_HEADER_TIMEOUT_S` and `PRELABEL_MAX_HEADER_BYTES` (the protocol class of
+app/cli/protocol.py), bodies within `PRELABEL_BODY_TIMEOUT_S` with no pause over
+`PRELABEL_BODY_IDLE_TIMEOUT_S` (app/api/bodyreader.py), idle keep-alive connections closed after
+uvicorn's `timeout_keep_alive` (5 s).
+
 A second signal skips the wait for in-flight requests (uvicorn's handling from then on; a
 second Ctrl-C there forces the exit). Signal handling is uvicorn 0.54's `Server.handle_exit`
 (installed with `signal.signal` for SIGINT and SIGTERM) and its `on_tick` loop; the first signal
@@ -35,12 +41,14 @@ from typing import Any
 
 import uvicorn
 
+from app.cli.protocol import header_limited
 from app.config import Settings
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 CLOSE_S = 1  # after the listener closes: time for stragglers before uvicorn cancels them
+KEEP_ALIVE_S = 5  # idle keep-alive connections (uvicorn's default, stated)
 JOIN_S = 1.0  # Batcher.stop joins a worker for up to 1 s past its drain deadline (a hung model)
 
 
@@ -127,6 +135,8 @@ def serve(settings: Settings, host: str, port: int, **uvicorn_options: Any) -> i
         host=host,
         port=port,
         timeout_graceful_shutdown=CLOSE_S,
+        http=header_limited(settings.header_timeout_s, settings.max_header_bytes),
+        timeout_keep_alive=KEEP_ALIVE_S,
         **uvicorn_options,
     )
     server = DrainingServer(config, runtime, settings.shutdown_grace_s)

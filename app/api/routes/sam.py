@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from app.api.auth import principal_of
 from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
 from app.api.schemas import (
@@ -23,6 +24,15 @@ from app.domain.prompts import Point, Prompt
 router = APIRouter(prefix="/v1/sam", tags=["sam"])
 
 
+def cache_scope(request: Request) -> str:
+    """The caller's scope in the embedding cache: its API key name with
+    `PRELABEL_EMBEDDING_CACHE_PER_KEY` on (and keys configured), else "" (shared)."""
+    who = principal_of(request)
+    if runtime_of(request).settings.embedding_cache_per_key and who is not None:
+        return who.name
+    return ""
+
+
 @router.post(
     "/embed",
     response_model=EmbedResponse,
@@ -31,14 +41,18 @@ router = APIRouter(prefix="/v1/sam", tags=["sam"])
 )
 async def embed(request: Request) -> Response:
     """Run the image encoder once per distinct image (keyed by model and the bytes' sha256);
-    later calls with the same bytes return the cached `embedding_id` at once."""
+    later calls with the same bytes return the cached `embedding_id` at once. `cached: true`
+    means someone (any caller, or only this API key with `PRELABEL_EMBEDDING_CACHE_PER_KEY`)
+    embedded the same bytes within the cache's TTL."""
     runtime = runtime_of(request)
     s = runtime.settings
     image, opts = await read_image_request(
         request, EmbedOptions, s.max_upload_bytes, fetch=runtime.url_fetcher.fetch
     )
     assert image is not None
-    r = await runtime.segmentation.embed(image, opts.model or s.default_sam, lane(opts.priority))
+    r = await runtime.segmentation.embed(
+        image, opts.model or s.default_sam, lane(opts.priority), cache_scope(request)
+    )
     return json_response(
         EmbedResponse(
             embedding_id=r.embedding_id,
@@ -84,6 +98,7 @@ async def segment(request: Request) -> Response:
         mask_id=opts.mask_id,
         polygons=opts.polygons,
         lane=lane(opts.priority),
+        scope=cache_scope(request),
     )
     if opts.format:
         objects = tuple(m.as_record(opts.label) for m in r.masks)
