@@ -15,8 +15,9 @@ from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
 from app.domain.labelstudio.events import EventLog
 from app.domain.labelstudio.fetch import TaskDataFetcher
-from app.domain.labelstudio.predict import LabelStudioPredictor, LsModels
-from app.domain.labelstudio.projects import LsProjects
+from app.domain.labelstudio.predict import LabelStudioPredictor
+from app.domain.labelstudio.projects import LsOrigins, LsProjects
+from app.domain.labelstudio.tasks import LsModels, TaskPredictor
 from app.domain.segmentation import (
     LowResMask,
     SegmentationService,
@@ -90,28 +91,38 @@ class Runtime:
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
         self.ls_projects = LsProjects(
             self._models_version(),
-            s.label_studio_url,
-            s.label_studio_token.get_secret_value() if s.label_studio_token else None,
+            LsOrigins(
+                s.label_studio_url,
+                s.label_studio_token.get_secret_value() if s.label_studio_token else None,
+                s.ls_allowed_origins,
+            ),
+            s.ls_max_projects,
         )
         self.events = EventLog(s.events_path)
         # Every untrusted URL (image_url, Label Studio task data, batch inputs) goes through it.
         self.url_fetcher = SafeFetcher(UrlPolicy.from_settings(s))
         self.ls_fetcher = TaskDataFetcher(self.url_fetcher, s.ls_allow_external_urls)
+        ls_models = LsModels(
+            s.default_detector,
+            s.default_sam,
+            s.default_ner,
+            s.ls_score_threshold,
+            s.ls_label_aliases,
+        )
         self.ls_predictor = LabelStudioPredictor(
             self.ls_projects,
             self.ls_fetcher,
-            self.detection,
+            TaskPredictor(self.detection, self.segmentation, self.ner, ls_models),
             self.segmentation,
-            self.ner,
-            LsModels(
-                s.default_detector,
-                s.default_sam,
-                s.default_ner,
-                s.ls_score_threshold,
-                s.ls_label_aliases,
-            ),
+            ls_models,
             s.ls_budget_s,
             TTLCache(256 * 1024 * 1024, 600.0, len),
+            max_regions=s.max_points + 1,
+            pending_bytes=s.ls_pending_bytes,
+            max_precompute=s.ls_max_precompute,
+            on_failure=lambda kind, reason: self.metrics.ls_background_failures.labels(
+                kind, reason
+            ).inc(),
         )
         self.jobs: JobManager | None = None
         if s.jobs_db is not None:

@@ -81,6 +81,14 @@ class Metrics:
         )
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)
+        # kind: prediction, embedding, webhook; reason: an error code (a closed set), "internal"
+        # or "over_capacity".
+        self.ls_background_failures = Counter(
+            "prelabel_ls_background_failures",
+            "Label Studio work that failed with no caller waiting, by kind and reason",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.cache_hits = Counter(
             "prelabel_embedding_cache_hits", "SAM embedding cache hits", ["model"], registry=r
         )

@@ -42,7 +42,8 @@ def test_setup_returns_a_stable_model_version_per_config(client: TestClient) -> 
     assert version.startswith("prelabel-") and again.json()["model_version"] == version
     assert other.json()["model_version"] != version
     project = client.app.state.runtime.ls_projects.get("3.1700000000")  # type: ignore[attr-defined]
-    assert project.hostname == "http://ls:8080" and project.access_token == "abc"
+    assert project.access.host == "http://ls:8080" and project.access.token == "abc"
+    assert not project.access.trusted  # not the operator's Label Studio: the full URL policy
     assert client.post("/setup", json={"schema": CONFIG}).status_code == 422  # no project
 
 

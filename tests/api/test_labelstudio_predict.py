@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.domain.formats.ls_brush import decode_brush
+from app.domain.labelstudio.projects import LsOrigins
 from app.domain.urls import SafeFetcher
 from tests.conftest import metric, png_bytes
 
@@ -49,14 +49,16 @@ def fake_label_studio(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def ls(client: TestClient) -> Iterator[TestClient]:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    real = runtime.ls_fetcher.fetcher
+    real, origins = runtime.ls_fetcher.fetcher, runtime.ls_projects.origins
     runtime.ls_fetcher.fetcher = SafeFetcher(
         real.policy,
         resolver=lambda host, port: ["10.0.0.7"],  # never real DNS; ls.test is "in-cluster"
         transport=httpx.MockTransport(fake_label_studio),
     )
+    # As PRELABEL_LS_ALLOWED_ORIGINS=http://ls.test:8080: the operator trusts that Label Studio.
+    runtime.ls_projects.origins = LsOrigins(allowed=[HOST])
     yield client
-    runtime.ls_fetcher.fetcher = real
+    runtime.ls_fetcher.fetcher, runtime.ls_projects.origins = real, origins
 
 
 def setup(client: TestClient, project: str, config: str) -> str:
@@ -164,7 +166,7 @@ def test_tasks_over_the_budget_come_back_without_result_then_at_once(ls: TestCli
     predictor.budget_s = 0.0
     try:
         first = ls.post("/predict", json=body).json()["results"]
-        assert first == [{"model_version": version}] * 2  # nothing done yet; Label Studio skips
+        assert first == [[], []]  # nothing done yet: no prediction, Label Studio asks again
         ls.portal.call(predictor.drain)  # type: ignore[attr-defined]
         second = ls.post("/predict", json=body).json()["results"]
     finally:
@@ -182,8 +184,7 @@ def test_unknown_hosts_and_tokens_fail_per_task_not_per_call(ls: TestClient) -> 
     ]
     r = ls.post("/predict", json={"tasks": tasks, "project": "15.1", "label_config": IMAGE_CONFIG})
     assert r.status_code == 200
-    assert [("result" in p) for p in r.json()["results"]] == [False, False, False]
-    assert np.all([p["model_version"].startswith("prelabel-") for p in r.json()["results"]])
+    assert r.json()["results"] == [[], [], []]  # nothing stored for them, asked again next time
 
 
 def test_tasks_created_webhook_precomputes_embeddings(ls: TestClient) -> None:

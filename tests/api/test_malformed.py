@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
+from app.domain.labelstudio.predict import image_key
 from app.domain.text import NerService
 from app.errors import ValidationFailed
 from app.main import create_app
@@ -435,7 +436,8 @@ def test_malformed_interactive_context(client: TestClient, astronaut_jpeg: bytes
     assert client.post("/setup", json=body).status_code == 200
     # The task image as if already fetched from Label Studio (fetching is test_labelstudio's).
     png = (Path(__import__("skimage").__file__).parent / "data" / "astronaut.png").read_bytes()
-    runtime.ls_predictor.images.put(f"{LS_HOST}|/data/upload/1/astronaut.png", png)
+    access = runtime.ls_projects.get("77.1").access
+    runtime.ls_predictor.images.put(image_key(access, "/data/upload/1/astronaut.png", None), png)
     r = interactive(client, [click()])
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["result"][0]["type"] == "brushlabels"  # type: ignore[attr-defined]
@@ -445,16 +447,16 @@ def test_malformed_interactive_context(client: TestClient, astronaut_jpeg: bytes
         ("a string", 422),
         ([1, 2], 422),
         ([click(), None], 422),
-        ([click(value="x")], 400),
-        ([click(value=[1, 2])], 400),
-        ([click(x="fifty")], 400),
-        ([click(x=None)], 400),
-        ([click(x={"a": 1})], 400),
-        ([click(original_width="wide")], 400),
-        ([click(original_width=-512)], 400),
-        ([click(original_width=10**400)], 400),
-        ([click(value={"y": 1})], 400),
-        ([click(type="rectanglelabels", value={"x": 1, "y": 1, "width": "w"})], 400),
+        ([click(value="x")], 422),
+        ([click(value=[1, 2])], 422),
+        ([click(x="fifty")], 422),
+        ([click(x=None)], 422),
+        ([click(x={"a": 1})], 422),
+        ([click(original_width="wide")], 422),
+        ([click(original_width=-512)], 422),
+        ([click(original_width=10**400)], 422),
+        ([click(value={"y": 1})], 422),
+        ([click(type="rectanglelabels", value={"x": 1, "y": 1, "width": "w"})], 422),
         ([click(x=1e308)], 422),  # a click far outside the image
         ([click(x=-5)], 422),
     ):

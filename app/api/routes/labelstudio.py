@@ -15,15 +15,18 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import json_response, runtime_of
-from app.api.inputs import StrictJsonRoute
-from app.errors import BadInput, ValidationFailed
+from app.api.inputs import StrictJsonRoute, parse_json
+from app.domain.labelstudio.config import MAX_CONFIG_CHARS
+from app.errors import BadInput, PayloadTooLarge, PrelabelError, ValidationFailed
 
 router = APIRouter(tags=["label-studio"], route_class=StrictJsonRoute)
 log = logging.getLogger(__name__)
 
-# A labeling config is a few KB (a large taxonomy a few hundred); parsed configs are cached per
-# text, so their size is capped.
-MAX_CONFIG_CHARS = 1_000_000
+# A labeling config is a few KB (a large taxonomy a few hundred): MAX_CONFIG_CHARS. The other
+# /setup fields are kept per project, so they are capped too.
+MAX_PROJECT_CHARS = 256
+MAX_HOSTNAME_CHARS = 2048
+MAX_TOKEN_CHARS = 4096
 
 
 class LsHealth(BaseModel):
@@ -37,12 +40,24 @@ class LsSetup(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    project: str = Field(description='"<project id>.<created unix timestamp>"')
+    project: str = Field(
+        max_length=MAX_PROJECT_CHARS, description='"<project id>.<created unix timestamp>"'
+    )
     schema_: str = Field(
         default="", alias="schema", max_length=MAX_CONFIG_CHARS, description="The labeling config."
     )
-    hostname: str | None = None
-    access_token: str | None = None
+    hostname: str | None = Field(
+        default=None,
+        max_length=MAX_HOSTNAME_CHARS,
+        description="Label Studio's URL. Trusted (may be private) only when it is "
+        "PRELABEL_LABEL_STUDIO_URL's origin or in PRELABEL_LS_ALLOWED_ORIGINS.",
+    )
+    access_token: str | None = Field(
+        default=None,
+        max_length=MAX_TOKEN_CHARS,
+        description="Sent only to `hostname`. Without one, PRELABEL_LABEL_STUDIO_TOKEN is used "
+        "for PRELABEL_LABEL_STUDIO_URL's host, and nothing for any other.",
+    )
     extra_params: Any = None
 
 
@@ -56,13 +71,16 @@ class LsPredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     tasks: list[dict[str, Any]] = Field(max_length=100_000)
-    project: str = ""
+    project: str = Field(default="", max_length=MAX_PROJECT_CHARS)
     label_config: str | None = Field(default=None, max_length=MAX_CONFIG_CHARS)
     params: dict[str, Any] | None = None
 
 
 class LsPredictResponse(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[dict[str, Any] | list[dict[str, Any]]] = Field(
+        description="Per task, in order: a prediction, or [] (not ready yet, or failed: Label "
+        "Studio stores nothing and asks again next time)."
+    )
 
 
 class LsWebhookAck(BaseModel):
@@ -88,48 +106,74 @@ async def setup(body: LsSetup, request: Request) -> Response:
 @router.post("/predict", response_model=LsPredictResponse, summary="Label Studio predictions")
 async def predict(body: LsPredictRequest, request: Request) -> Response:
     """One entry per task, in order. Tasks not finished within PRELABEL_LS_BUDGET_S come back
-    without `result` (Label Studio stores nothing for them) and keep computing on the bulk lane;
-    the next call returns them at once. With `params.context.result` (a smart keypoint or
-    rectangle), one SAM mask as `brushlabels`. At most PRELABEL_LS_MAX_TASKS tasks per call,
-    and PRELABEL_MAX_POINTS + 1 context regions (the clicks and a box)."""
+    as [] (Label Studio stores nothing for them) and keep computing on the bulk lane; the next
+    call returns them at once. With `params.context.result` (a smart keypoint or rectangle), one
+    SAM mask as `brushlabels`; a malformed context is a 422 (checked in
+    app/domain/labelstudio/interactive.py). At most PRELABEL_LS_MAX_TASKS tasks per call, and
+    PRELABEL_MAX_POINTS + 1 context regions (the clicks and a box)."""
     runtime = runtime_of(request)
-    _check_limits(body, runtime.settings.ls_max_tasks, runtime.settings.max_points + 1)
+    max_tasks = runtime.settings.ls_max_tasks
+    if len(body.tasks) > max_tasks:
+        raise ValidationFailed(f"{len(body.tasks)} tasks; at most {max_tasks} per /predict call")
     results = await runtime.ls_predictor.predict(
         body.tasks, body.project, body.label_config, body.params
     )
     return json_response(LsPredictResponse(results=results))
 
 
-def _check_limits(body: LsPredictRequest, max_tasks: int, max_regions: int) -> None:
-    if len(body.tasks) > max_tasks:
-        raise ValidationFailed(f"{len(body.tasks)} tasks; at most {max_tasks} per /predict call")
-    context = (body.params or {}).get("context")
-    regions = context.get("result") if isinstance(context, dict) else None
-    if regions is None:
-        return
-    if not isinstance(regions, list) or not all(isinstance(r, dict) for r in regions):
-        raise ValidationFailed("params.context.result must be a list of regions (objects)")
-    if len(regions) > max_regions:
-        raise ValidationFailed(f"{len(regions)} context regions; at most {max_regions}")
+WEBHOOK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
-@router.post("/webhook", response_model=LsWebhookAck, summary="Label Studio webhook events")
-async def webhook(body: dict[str, Any], request: Request) -> Response:
-    """Acknowledges at once; annotation events are kept (and appended to
-    PRELABEL_EVENTS_PATH when set) for active learning later. With
+async def _capped_body(request: Request, cap: int) -> bytes:
+    """The request body, PayloadTooLarge (413) past `cap` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"webhook body is {declared} bytes; the limit is {cap}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(f"webhook body is over {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/webhook",
+    response_model=LsWebhookAck,
+    summary="Label Studio webhook events",
+    openapi_extra=WEBHOOK_BODY,
+)
+async def webhook(request: Request) -> Response:
+    """Acknowledges at once; a summary of each event is kept in memory and the whole event
+    appended to PRELABEL_EVENTS_PATH when set, for active learning later. With
     PRELABEL_LS_PRECOMPUTE_EMBEDDINGS, TASKS_CREATED starts SAM embeddings for the new images
-    on the bulk lane."""
+    on the bulk lane. Bodies over PRELABEL_LS_MAX_WEBHOOK_BYTES are a 413; what fails after the
+    event is read is logged and counted (prelabel_ls_background_failures_total), never an error
+    to Label Studio, which ignores it anyway."""
     runtime = runtime_of(request)
-    await asyncio.to_thread(runtime.events.record, body)
+    body = parse_json(await _capped_body(request, runtime.settings.ls_max_webhook_bytes))
+    if not isinstance(body, dict):
+        raise ValidationFailed("a webhook event is a JSON object")
+    predictor = runtime.ls_predictor
+    about = body.get("project")  # the event is acknowledged whatever its fields hold
+    number = about.get("id") if isinstance(about, dict) else None
+    try:
+        await asyncio.to_thread(runtime.events.record, body)
+    except OSError as e:
+        predictor.report("webhook", number, None, PrelabelError(f"events file: {e.strerror}"))
     if body.get("action") == "TASKS_CREATED" and runtime.settings.ls_precompute_embeddings:
-        about = body.get("project")  # the event is acknowledged whatever its fields hold
-        number = about.get("id") if isinstance(about, dict) else None
         project = runtime.ls_projects.by_number(number) if number is not None else None
         tasks = body.get("tasks")
         if project is not None and isinstance(tasks, list):
             try:
                 tasks = [t for t in tasks if isinstance(t, dict)]
-                runtime.ls_predictor.precompute_embeddings(project, tasks)
+                await predictor.precompute_embeddings(project, tasks)
             except BadInput as e:  # the project's config does not parse
-                log.warning("TASKS_CREATED for project %s: %s", number, e.message)
+                predictor.report("webhook", number, None, e)
     return json_response(LsWebhookAck(status="ok"))

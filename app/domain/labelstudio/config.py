@@ -10,7 +10,10 @@ their `value`, such as "$image"), the `<Label>` children and the `smart` / `smar
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import re
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +32,9 @@ _TRUE = {"true", "1", "yes"}
 # not a dependency yet, so refuse any DTD: Label Studio configs never need one.
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 MAX_CONFIG_CHARS = 1_000_000
+# A large taxonomy is a few thousand labels; nesting is a few levels.
+MAX_ELEMENTS = 50_000
+MAX_DEPTH = 100
 
 
 class LabelConfigError(ValueError):
@@ -119,8 +125,12 @@ class LabelConfig:
 
 
 def parse_label_config(xml: str) -> LabelConfig:
-    """Parse a labeling config; raises LabelConfigError for malformed XML, a DTD, or a control
-    without `name` / `toName`."""
+    """Parse a labeling config; raises LabelConfigError for malformed XML, a DTD, more than
+    MAX_ELEMENTS elements or MAX_DEPTH levels, or a control without `name` / `toName`.
+
+    Linear in the size of the document: one walk over the tree, each `<Label>` going to its
+    nearest enclosing control (a walk per control was quadratic in nested controls). CPU-bound:
+    call it off the event loop (`ConfigCache.parse` through `asyncio.to_thread`)."""
     if len(xml) > MAX_CONFIG_CHARS:
         raise LabelConfigError("labeling config is too large")
     if _DTD.search(xml):
@@ -132,20 +142,34 @@ def parse_label_config(xml: str) -> LabelConfig:
         raise LabelConfigError(f"labeling config is not well-formed XML: {e}") from e
 
     objects: dict[str, ObjectTag] = {}
-    raw_controls: list[ET.Element] = []
-    for el in root.iter():
-        tag = el.tag if isinstance(el.tag, str) else ""
-        if tag.lower() in CONTROL_TAGS:
-            raw_controls.append(el)
-        elif "name" in el.attrib and el.attrib.get("value", "").startswith("$"):
-            objects.setdefault(
-                el.attrib["name"], ObjectTag(tag, el.attrib["name"], el.attrib["value"])
+    raw_controls: list[tuple[ET.Element, list[ET.Element]]] = []  # (control, its <Label>s)
+    count = 0
+    # (element, depth, index in raw_controls of its nearest enclosing control or -1)
+    stack: list[tuple[ET.Element, int, int]] = [(root, 1, -1)]
+    while stack:
+        el, depth, owner = stack.pop()
+        count += 1
+        if count > MAX_ELEMENTS or depth > MAX_DEPTH:
+            raise LabelConfigError(
+                f"labeling config has more than {MAX_ELEMENTS} elements or {MAX_DEPTH} levels"
             )
-    controls = tuple(_control(el, objects) for el in raw_controls)
+        tag = (el.tag if isinstance(el.tag, str) else "").lower()
+        if tag in CONTROL_TAGS:
+            owner = len(raw_controls)
+            raw_controls.append((el, []))
+        elif tag == "label" and owner >= 0 and "value" in el.attrib:
+            raw_controls[owner][1].append(el)
+        elif "name" in el.attrib and el.attrib.get("value", "").startswith("$"):
+            name = el.attrib["name"]
+            objects.setdefault(name, ObjectTag(str(el.tag), name, el.attrib["value"]))
+        stack.extend((child, depth + 1, owner) for child in reversed(el))
+    controls = tuple(_control(el, labels, objects) for el, labels in raw_controls)
     return LabelConfig(controls, tuple(objects.values()))
 
 
-def _control(el: ET.Element, objects: Mapping[str, ObjectTag]) -> ControlTag:
+def _control(
+    el: ET.Element, label_els: list[ET.Element], objects: Mapping[str, ObjectTag]
+) -> ControlTag:
     name = el.attrib.get("name", "")
     to_names = tuple(t.strip() for t in el.attrib.get("toName", "").split(",") if t.strip())
     if not name or not to_names:
@@ -156,8 +180,7 @@ def _control(el: ET.Element, objects: Mapping[str, ObjectTag]) -> ControlTag:
             alias=child.attrib.get("alias") or None,
             predicted_values=_split(child.attrib.get("predicted_values", "")),
         )
-        for child in el.iter()
-        if isinstance(child.tag, str) and child.tag.lower() == "label" and "value" in child.attrib
+        for child in label_els
     )
     return ControlTag(
         tag=CONTROL_TAGS[el.tag.lower()],
@@ -168,6 +191,39 @@ def _control(el: ET.Element, objects: Mapping[str, ObjectTag]) -> ControlTag:
         smart=el.attrib.get("smart", "").lower() in _TRUE,
         smart_only=el.attrib.get("smartOnly", "").lower() in _TRUE,
     )
+
+
+class ConfigCache:
+    """Parsed configs (or their LabelConfigError), the last `maxsize` distinct texts, keyed by
+    their SHA-256 so the texts themselves are not kept. Thread-safe: `parse` runs on worker
+    threads."""
+
+    def __init__(self, maxsize: int = 32) -> None:
+        self.maxsize = maxsize
+        self._entries: collections.OrderedDict[bytes, LabelConfig | LabelConfigError] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def parse(self, xml: str) -> LabelConfig:
+        """`parse_label_config(xml)`, from the cache when seen before (errors too)."""
+        key = hashlib.sha256(xml.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            got = self._entries.get(key)
+            if got is not None:
+                self._entries.move_to_end(key)
+        if got is None:
+            try:
+                got = parse_label_config(xml)
+            except LabelConfigError as e:
+                got = e
+            with self._lock:
+                self._entries[key] = got
+                while len(self._entries) > self.maxsize:
+                    self._entries.popitem(last=False)
+        if isinstance(got, LabelConfigError):
+            raise LabelConfigError(str(got))
+        return got
 
 
 def _split(csv: str) -> tuple[str, ...]:

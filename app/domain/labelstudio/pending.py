@@ -4,7 +4,13 @@ Label Studio's "retrieve predictions" sends every selected task in one `/predict
 100 s read timeout. `within(budget)` starts (or joins) one computation per task key, waits at
 most `budget` seconds, and returns what finished; the rest keep running and are kept here, so
 the next call for the same tasks returns them at once. Failed computations are not kept: the
-next call tries again.
+next call tries again; each failure is reported once, to `on_failure`, whether or not a caller
+was still waiting for it.
+
+The computations are awaited directly, never through `asyncio.shield`: a shield's outer future
+that fails after the wait gave up is never read, and asyncio then logs "Future exception was
+never retrieved" with a traceback for every failed background prediction. `asyncio.wait` does
+not cancel what it waits for, so no shield is needed.
 """
 
 from __future__ import annotations
@@ -21,12 +27,29 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
-class PendingResults(Generic[R]):
-    """Bounded store of finished results (LRU) plus the computations still running."""
+def _one(result: object) -> int:
+    return 1
 
-    def __init__(self, max_results: int = 100_000) -> None:
+
+class PendingResults(Generic[R]):
+    """Finished results, least recently used dropped first once there are more than
+    `max_results` or their `size` (bytes, by default 1 each) passes `max_bytes`; plus the
+    computations still running. `on_failure(key, error)` is called once per failed computation
+    (not for cancelled ones)."""
+
+    def __init__(
+        self,
+        max_results: int = 100_000,
+        max_bytes: int | None = None,
+        size: Callable[[R], int] = _one,
+        on_failure: Callable[[Hashable, BaseException], None] | None = None,
+    ) -> None:
         self.max_results = max_results
-        self._done: collections.OrderedDict[Hashable, R] = collections.OrderedDict()
+        self.max_bytes = max_bytes
+        self.size = size
+        self.on_failure = on_failure
+        self.nbytes = 0
+        self._done: collections.OrderedDict[Hashable, tuple[R, int]] = collections.OrderedDict()
         self._running: dict[Hashable, asyncio.Task[R]] = {}
 
     def _start(self, key: Hashable, compute: Callable[[], Awaitable[R]]) -> asyncio.Task[R]:
@@ -41,14 +64,25 @@ class PendingResults(Generic[R]):
         self._running.pop(key, None)
         if task.cancelled():
             return
-        error = task.exception()
+        error = task.exception()  # also marks it retrieved
         if error is not None:
-            log.warning("background prediction %r failed: %s", key, error)
+            if self.on_failure is not None:
+                self.on_failure(key, error)
+            else:
+                log.warning("prediction %r failed: %s", key, error)
             return
-        self._done[key] = task.result()
-        self._done.move_to_end(key)
-        while len(self._done) > self.max_results:
-            self._done.popitem(last=False)
+        result = task.result()
+        nbytes = self.size(result)
+        old = self._done.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[1]
+        self._done[key] = (result, nbytes)
+        self.nbytes += nbytes
+        while self._done and (
+            len(self._done) > self.max_results
+            or (self.max_bytes is not None and self.nbytes > self.max_bytes)
+        ):
+            self.nbytes -= self._done.popitem(last=False)[1][1]
 
     async def within(
         self,
@@ -62,12 +96,13 @@ class PendingResults(Generic[R]):
         for i, (key, compute) in enumerate(jobs):
             if key in self._done:
                 self._done.move_to_end(key)
-                out[i] = self._done[key]
+                out[i] = self._done[key][0]
             else:
                 waiting.setdefault(self._start(key, compute), []).append(i)
         if waiting:
-            # shield: the budget running out must not cancel the work
-            await asyncio.wait([asyncio.shield(t) for t in waiting], timeout=budget_s)
+            # asyncio.wait cancels nothing when the budget runs out (nor when this caller is
+            # cancelled): the work goes on.
+            await asyncio.wait(list(waiting), timeout=budget_s)
         for task, indices in waiting.items():
             if not task.done():
                 continue

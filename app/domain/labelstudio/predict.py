@@ -1,80 +1,84 @@
 """Label Studio `/predict`: pre-annotations for a batch of tasks, and interactive SAM masks.
 
 Batch ("retrieve predictions" sends every selected task in one call): each task is one
-background computation on the bulk lane; the call answers within a time budget with results for
-the tasks done and result-less entries (which Label Studio skips) for the rest, and the next call
-returns those at once. Interactive (a smart keypoint or rectangle drawn in the editor): the
-clicks and boxes in `params.context.result` become one SAM prompt on the task image's cached
+background computation on the bulk lane; the call answers within a time budget with a
+prediction for each task done and an empty list for the rest (Label Studio reads a task's entry
+as its list of predictions: an empty one stores nothing, logs nothing, and the task is asked for
+again next time; a dict without `result` makes it log an error per task), and the next call
+returns those at once. Results are kept per project, credentials (`LsAccess.fingerprint`),
+model version, task id and task data, so no other project or caller ever gets them.
+
+Interactive (a smart keypoint or rectangle drawn in the editor): the regions in
+`params.context.result` (interactive.py) become one SAM prompt on the task image's cached
 embedding, answered with a `brushlabels` mask.
+
+Background failures (a prediction past its budget, a precomputed embedding) are reported once
+each through `failures`: one log line (kind, project, task, reason; URL query strings cut) and
+`on_failure(kind, reason)` (the runtime counts them in prometheus).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from app.domain.detection import DetectionService, DetectParams
-from app.domain.formats.labelstudio import (
-    brush_results,
-    percent_to_pixels,
-    polygon_results,
-    prediction,
-    rect_to_box,
-    rectangle_results,
-    text_label_results,
-)
-from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
-from app.domain.labelstudio.config import (
-    ControlTag,
-    LabelConfig,
-    LabelConfigError,
-    LabelMap,
-    parse_label_config,
-)
-from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.formats.labelstudio import brush_results, prediction
+from app.domain.formats.records import ImageRecord
+from app.domain.labelstudio.config import ConfigCache, LabelConfig, LabelConfigError, LabelMap
+from app.domain.labelstudio.fetch import TaskDataFetcher, redact, storage_scheme
+from app.domain.labelstudio.interactive import clicks, context_regions
 from app.domain.labelstudio.pending import PendingResults
-from app.domain.labelstudio.projects import LsProject, LsProjects
-from app.domain.masks import decode
-from app.domain.prompts import Point, Prompt
+from app.domain.labelstudio.projects import LsAccess, LsProject, LsProjects
+from app.domain.labelstudio.tasks import LsModels, TaskPredictor, task_data
 from app.domain.segmentation import SegmentationService
-from app.domain.text import NerService
-from app.errors import BadInput
+from app.errors import BadInput, PrelabelError
 from app.inference.batcher import Lane
 from app.inference.cache import TTLCache
 
 log = logging.getLogger(__name__)
 
 Prediction = dict[str, Any]
-IMAGE_CONTROLS = ("RectangleLabels", "BrushLabels", "PolygonLabels")
+Failure = Callable[[str, str], None]
+"""(kind: "prediction" | "embedding" | "webhook", reason: an error code) -> None."""
+
+__all__ = ["LabelStudioPredictor", "LsModels", "TaskKey", "image_key"]
 
 
-@dataclass(frozen=True)
-class LsModels:
-    """Which models answer Label Studio, and how. Empty names disable that kind of result."""
+class TaskKey(NamedTuple):
+    """What a finished prediction is kept under."""
 
-    detector: str
-    sam: str
-    ner: str
-    score_threshold: float = 0.35
-    aliases: Mapping[str, str] | None = None  # model class -> config label (settings)
-
-
-def _config(schema: str) -> LabelConfig:
-    try:
-        return _parsed(schema)
-    except LabelConfigError as e:  # the project's config, as Label Studio sent it: a 400
-        raise BadInput(str(e)) from e
+    project: str
+    credentials: str  # LsAccess.fingerprint
+    model_version: str
+    task: str  # the task id as sent, "" when none
+    data: str  # SHA-256 of the task's data (canonical JSON), 24 hex digits
 
 
-@functools.lru_cache(maxsize=64)
-def _parsed(schema: str) -> LabelConfig:
-    return parse_label_config(schema)
+def task_key(project: LsProject, task: Mapping[str, Any]) -> TaskKey:
+    blob = json.dumps(task.get("data"), sort_keys=True, default=str).encode("utf-8", "replace")
+    task_id = task.get("id")
+    return TaskKey(
+        project.project,
+        project.access.fingerprint,
+        project.model_version,
+        "" if task_id is None else str(task_id)[:64],
+        hashlib.sha256(blob).hexdigest()[:24],
+    )
+
+
+def image_key(access: LsAccess, ref: str, task_id: object) -> str:
+    """The task-image cache key: credentials, the reference, and for a storage URI (resolved
+    per task) the task id."""
+    per_task = str(task_id) if storage_scheme(ref) else ""
+    return f"{access.fingerprint}|{per_task}|{ref}"
+
+
+def _nbytes(result: Prediction) -> int:
+    return len(json.dumps(result, separators=(",", ":"), default=str))
 
 
 class LabelStudioPredictor:
@@ -82,34 +86,72 @@ class LabelStudioPredictor:
         self,
         projects: LsProjects,
         fetcher: TaskDataFetcher,
-        detection: DetectionService,
+        tasks: TaskPredictor,
         segmentation: SegmentationService,
-        ner: NerService,
         models: LsModels,
         budget_s: float,
         images: TTLCache[bytes],
+        *,
+        max_regions: int = 65,
+        pending_bytes: int = 64 * 1024 * 1024,
+        max_precompute: int = 256,
+        on_failure: Failure | None = None,
     ) -> None:
         self.projects = projects
         self.fetcher = fetcher
-        self.detection = detection
+        self.tasks = tasks
         self.segmentation = segmentation
-        self.ner = ner
         self.models = models
         self.budget_s = budget_s
         self.images = images
-        self.pending: PendingResults[Prediction] = PendingResults()
+        self.max_regions = max_regions
+        self.max_precompute = max_precompute
+        self.on_failure = on_failure
+        self.configs = ConfigCache()
+        self.pending: PendingResults[Prediction] = PendingResults(
+            max_bytes=pending_bytes, size=_nbytes, on_failure=self._prediction_failed
+        )
         self._background: set[asyncio.Task[None]] = set()
 
+    def report(self, kind: str, project: object, task: object, error: BaseException) -> None:
+        """One line and one count per background failure; a traceback only when unexpected."""
+        if isinstance(error, PrelabelError):
+            reason, message = error.code, redact(error.message)
+            log.warning(
+                "label studio %s failed: project=%s task=%s reason=%s: %s",
+                kind, project, task, reason, message,
+            )  # fmt: skip
+        else:
+            reason = "internal"
+            log.error(
+                "label studio %s failed: project=%s task=%s reason=%s: %s",
+                kind, project, task, reason, type(error).__name__, exc_info=error,
+            )  # fmt: skip
+        if self.on_failure is not None:
+            self.on_failure(kind, reason)
+
+    def _prediction_failed(self, key: Hashable, error: BaseException) -> None:
+        project, task = (key.project, key.task) if isinstance(key, TaskKey) else ("?", key)
+        self.report("prediction", project, task, error)
+
+    async def config(self, schema: str) -> LabelConfig:
+        """The parsed labeling config, parsed on a worker thread (a hostile config must not
+        hold the event loop) and cached; BadInput (400) when it does not parse."""
+        try:
+            return await asyncio.to_thread(self.configs.parse, schema)
+        except LabelConfigError as e:  # the project's config, as Label Studio sent it
+            raise BadInput(str(e)) from e
+
     def project(self, project_id: str, label_config: str | None) -> LsProject:
-        """The project as `/setup` recorded it; set up again when the config changed (or when
-        this process never saw `/setup`, after a restart)."""
+        """The project as `/setup` recorded it; with a new config when it changed (or when
+        this process never saw `/setup`, after a restart: then with the operator's Label
+        Studio, PRELABEL_LABEL_STUDIO_URL and its token)."""
         known = self.projects.get(project_id)
         if known is not None and (not label_config or label_config == known.schema):
             return known
         if not label_config:
             raise BadInput(f"project {project_id!r} is unknown and no label_config was sent")
-        host, token = (known.hostname, known.access_token) if known else (None, None)
-        return self.projects.setup(project_id, label_config, host, token)
+        return self.projects.with_schema(known, project_id, label_config)
 
     async def predict(
         self,
@@ -117,34 +159,31 @@ class LabelStudioPredictor:
         project_id: str,
         label_config: str | None,
         params: Mapping[str, Any] | None,
-    ) -> list[Prediction]:
+    ) -> list[Prediction | list[Prediction]]:
+        """One entry per task, in order: a prediction, or [] (not finished or failed)."""
+        regions = context_regions(params, self.max_regions)
+        if regions is not None and len(tasks) != 1:
+            raise BadInput("an interactive request carries exactly one task")
         project = self.project(project_id, label_config)
-        config = _config(project.schema)
-        context = (params or {}).get("context") or {}
-        regions = context.get("result") if isinstance(context, Mapping) else None
-        if regions and not isinstance(regions, list):
-            raise BadInput("params.context.result must be a list of regions")
-        if regions:
-            if len(tasks) != 1:
-                raise BadInput("an interactive request carries exactly one task")
+        config = await self.config(project.schema)
+        if regions is not None:
             return [await self._interactive(tasks[0], regions, config, project)]
         lane = Lane.INTERACTIVE if len(tasks) == 1 else Lane.BULK
         jobs = [
-            (
-                (project.model_version, _task_key(task)),
-                functools.partial(self._task, task, config, project, lane),
-            )
-            for task in tasks
+            (task_key(project, task), self._job(task, config, project, lane)) for task in tasks
         ]
-        out: list[Prediction] = []
-        for task, got in zip(tasks, await self.pending.within(jobs, self.budget_s), strict=True):
-            if isinstance(got, dict):
-                out.append(got)
-                continue
-            if isinstance(got, BaseException):
-                log.warning("task %s: %s", task.get("id"), got)
-            out.append({"model_version": project.model_version})  # no result: not stored
-        return out
+        done = await self.pending.within(jobs, self.budget_s)
+        return [got if isinstance(got, dict) else [] for got in done]
+
+    def _job(
+        self, task: Mapping[str, Any], config: LabelConfig, project: LsProject, lane: Lane
+    ) -> Callable[[], Any]:
+        async def compute() -> Prediction:
+            image = lambda key: self.image(task, key, project)  # noqa: E731
+            results = await self.tasks.results(task, config, image, lane)
+            return prediction(results, None, project.model_version)
+
+        return compute
 
     async def drain(self) -> None:
         """Wait for the background work: predictions past their budget, precomputed embeddings."""
@@ -152,116 +191,55 @@ class LabelStudioPredictor:
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
-    def precompute_embeddings(self, project: LsProject, tasks: Sequence[Mapping[str, Any]]) -> int:
+    async def precompute_embeddings(
+        self, project: LsProject, tasks: Sequence[Mapping[str, Any]]
+    ) -> int:
         """Start computing SAM embeddings for new tasks' images on the bulk lane (TASKS_CREATED
-        webhook), so the first click on any of them is fast. Returns how many were started."""
+        webhook), so the first click on any of them is fast; at most `max_precompute` at a
+        time, the rest skipped (counted, one line per call). Returns how many were started."""
         if not self.models.sam:
             return 0
-        config = _config(project.schema)
+        config = await self.config(project.schema)
         keys = {c.object.data_key for c in config.controls_for("BrushLabels", "Image") if c.object}
-        started = 0
+        started = skipped = 0
         for task in tasks:
             for key in keys:
+                if len(self._background) >= self.max_precompute:
+                    skipped += 1
+                    continue
                 job = asyncio.ensure_future(self._embed(task, key, project))
                 self._background.add(job)
                 job.add_done_callback(self._background.discard)
                 started += 1
+        if skipped:
+            log.warning(
+                "label studio embedding skipped: project=%s tasks=%d reason=over_capacity "
+                "(%d precomputations in flight, PRELABEL_LS_MAX_PRECOMPUTE)",
+                project.project, skipped, self.max_precompute,
+            )  # fmt: skip
+            for _ in range(skipped):
+                if self.on_failure is not None:
+                    self.on_failure("embedding", "over_capacity")
         return started
 
     async def _embed(self, task: Mapping[str, Any], key: str, project: LsProject) -> None:
         try:
-            data = await self._image(task, key, project)
+            data = await self.image(task, key, project)
             await self.segmentation.embed(data, self.models.sam, Lane.BULK)
-        except Exception as e:  # a background nicety: log, never raise
-            log.warning("precomputing the embedding of task %s failed: %s", task.get("id"), e)
+        except Exception as e:  # a background nicety: reported, never raised
+            self.report("embedding", project.project, task.get("id"), e)
 
-    async def _image(self, task: Mapping[str, Any], key: str, project: LsProject) -> bytes:
-        ref = (task.get("data") or {}).get(key)
+    async def image(self, task: Mapping[str, Any], key: str, project: LsProject) -> bytes:
+        """The bytes of the image in `task["data"][key]`, fetched once per credentials."""
+        ref = task_data(task).get(key)
         if not isinstance(ref, str) or not ref:
             raise BadInput(f"task {task.get('id')} has no data.{key}")
-        cache_key = f"{project.hostname}|{ref}"
+        cache_key = image_key(project.access, ref, task.get("id"))
         data = self.images.get(cache_key)
         if data is None:
-            data = await self.fetcher.fetch(ref, project.hostname, project.access_token)
+            data = await self.fetcher.fetch_task(ref, project.access, task.get("id"))
             self.images.put(cache_key, data)
         return data
-
-    async def _task(
-        self, task: Mapping[str, Any], config: LabelConfig, project: LsProject, lane: Lane
-    ) -> Prediction:
-        results: list[dict[str, Any]] = []
-        image_controls = [c for t in IMAGE_CONTROLS for c in config.controls_for(t, "Image")]
-        by_key: dict[str, list[ControlTag]] = {}
-        for c in image_controls:
-            assert c.object is not None
-            by_key.setdefault(c.object.data_key, []).append(c)
-        for key, controls in by_key.items():
-            if self.models.detector:
-                results += await self._image_results(task, key, controls, project, lane)
-        for c in config.controls_for("Labels"):
-            if c.object is None or c.object.tag.lower() not in ("text", "hypertext"):
-                continue
-            if self.models.ner:
-                results += await self._text_results(task, c, lane)
-        return prediction(results, None, project.model_version)
-
-    async def _image_results(
-        self,
-        task: Mapping[str, Any],
-        key: str,
-        controls: list[ControlTag],
-        project: LsProject,
-        lane: Lane,
-    ) -> list[dict[str, Any]]:
-        data = await self._image(task, key, project)
-        m = self.models
-        found = await self.detection.detect(
-            data, DetectParams(model=m.detector, score_threshold=m.score_threshold, lane=lane)
-        )
-        maps = {c.name: LabelMap.for_control(c, m.aliases) for c in controls}
-        boxes = tuple(ObjectRecord(d.label, d.box, d.score) for d in found.detections)
-        masked = any(c.tag != "RectangleLabels" for c in controls) and m.sam
-        objects = boxes
-        if masked:  # SAM on each box that some mask control can name
-            wanted = [
-                o
-                for o in boxes
-                if any(maps[c.name](o.label) for c in controls if c.tag != "RectangleLabels")
-            ]
-            segs = await asyncio.gather(
-                *(
-                    self.segmentation.segment(Prompt(box=o.box), m.sam, image=data, lane=lane)
-                    for o in wanted
-                )
-            )
-            objects = tuple(
-                ObjectRecord(o.label, o.box, o.score, decode(s.masks[0].rle))
-                for o, s in zip(wanted, segs, strict=True)
-            )
-        out: list[dict[str, Any]] = []
-        for c in controls:
-            if c.tag == "RectangleLabels":
-                image = ImageRecord(key, found.width, found.height, boxes)
-                out += rectangle_results(image, c.name, c.to_name, maps[c.name])
-            elif masked:
-                image = ImageRecord(key, found.width, found.height, objects)
-                build = brush_results if c.tag == "BrushLabels" else polygon_results
-                out += build(image, c.name, c.to_name, maps[c.name])
-        return out
-
-    async def _text_results(
-        self, task: Mapping[str, Any], control: ControlTag, lane: Lane
-    ) -> list[dict[str, Any]]:
-        assert control.object is not None
-        text = (task.get("data") or {}).get(control.object.data_key)
-        if not isinstance(text, str):
-            raise BadInput(f"task {task.get('id')} has no text in data.{control.object.data_key}")
-        found = await self.ner.recognise([text], self.models.ner, lane=lane)
-        record = TextRecord(
-            text, tuple(SpanRecord(s.start, s.end, s.label, s.score) for s in found.spans[0])
-        )
-        label_map = LabelMap.for_control(control, self.models.aliases)
-        return text_label_results(record, control.name, control.to_name, label_map)
 
     async def _interactive(
         self,
@@ -270,55 +248,27 @@ class LabelStudioPredictor:
         config: LabelConfig,
         project: LsProject,
     ) -> Prediction:
-        """Every keypoint and rectangle region in the context is one prompt: keypoints are
-        clicks (`is_positive`), a rectangle is the box. Answer: one brushlabels mask."""
-        if not isinstance(regions[0], Mapping):
-            raise BadInput("params.context.result must be a list of regions (objects)")
+        """Every keypoint and rectangle region is one prompt: keypoints are clicks, a rectangle
+        is the box. Answer: one brushlabels mask, or an empty result when the config has no
+        BrushLabels on the regions' image (or no SAM model is set)."""
         to_name = str(regions[0].get("to_name", ""))
         brushes = [c for c in config.controls_for("BrushLabels", "Image") if to_name in c.to_names]
         if not brushes or not self.models.sam:
-            return {"model_version": project.model_version}
+            return prediction([], None, project.model_version)
         brush = brushes[0]
         assert brush.object is not None
-        data = await self._image(task, brush.object.data_key, project)
-        points: list[Point] = []
-        box: tuple[float, float, float, float] | None = None
-        label = ""
-        for i, r in enumerate(regions):
-            try:  # regions are client JSON: any field may be missing or of any type
-                value = r.get("value") or {}
-                w, h = int(r.get("original_width", 0)), int(r.get("original_height", 0))
-                if w <= 0 or h <= 0:
-                    raise BadInput("context regions need original_width and original_height")
-                kind = str(r.get("type", ""))
-                names = value.get(kind) or []
-                label = label or (str(names[0]) if names else "")
-                if kind == "keypointlabels":
-                    x, y = percent_to_pixels(float(value["x"]), float(value["y"]), w, h)
-                    points.append(Point(x, y, bool(r.get("is_positive", True))))
-                elif kind == "rectanglelabels":
-                    x1, y1, x2, y2 = rect_to_box(value, w, h)
-                    box = (x1, y1, x2, y2)
-            except (AttributeError, LookupError, ArithmeticError, TypeError, ValueError) as e:
-                raise BadInput(f"context region {i} is malformed ({type(e).__name__})") from e
+        asked = clicks(regions)  # malformed regions are a 422 before any fetch
+        data = await self.image(task, brush.object.data_key, project)
         result = await self.segmentation.segment(
-            Prompt(points=tuple(points), box=box),
-            self.models.sam,
-            image=data,
-            lane=Lane.INTERACTIVE,
+            asked.prompt, self.models.sam, image=data, lane=Lane.INTERACTIVE
         )
         mask = result.masks[0]
         label_map = LabelMap.for_control(brush, self.models.aliases)
-        name = label_map(label) or (brush.labels[0].result_value if brush.labels else label)
+        name = label_map(asked.label) or (
+            brush.labels[0].result_value if brush.labels else asked.label
+        )
         image = ImageRecord(
             brush.object.data_key, result.width, result.height, (mask.as_record(name),)
         )
         results = brush_results(image, brush.name, brush.to_name, label_map=None)
         return prediction(results, mask.predicted_iou, project.model_version)
-
-
-def _task_key(task: Mapping[str, Any]) -> str:
-    if task.get("id") is not None:
-        return f"id:{task['id']}"
-    blob = json.dumps(task.get("data"), sort_keys=True, default=str).encode()
-    return "data:" + hashlib.sha256(blob).hexdigest()[:24]

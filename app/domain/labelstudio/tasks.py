@@ -1,0 +1,133 @@
+"""One Label Studio task's pre-annotations, as Label Studio results: boxes for
+`RectangleLabels`, SAM masks on those boxes for `BrushLabels` / `PolygonLabels`, spans for
+`Labels` on a `Text`. Only labels the config offers are written (LabelMap)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.domain.detection import DetectionService, DetectParams
+from app.domain.formats.labelstudio import (
+    brush_results,
+    polygon_results,
+    rectangle_results,
+    text_label_results,
+)
+from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
+from app.domain.labelstudio.config import ControlTag, LabelConfig, LabelMap
+from app.domain.masks import decode
+from app.domain.prompts import Prompt
+from app.domain.segmentation import SegmentationService
+from app.domain.text import NerService
+from app.errors import BadInput
+from app.inference.batcher import Lane
+
+IMAGE_CONTROLS = ("RectangleLabels", "BrushLabels", "PolygonLabels")
+ImageOf = Callable[[str], Awaitable[bytes]]
+"""A task data key ("image") -> the bytes of the image it names (fetched, cached)."""
+
+
+@dataclass(frozen=True)
+class LsModels:
+    """Which models answer Label Studio, and how. Empty names disable that kind of result."""
+
+    detector: str
+    sam: str
+    ner: str
+    score_threshold: float = 0.35
+    aliases: Mapping[str, str] | None = None  # model class -> config label (settings)
+
+
+def task_data(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A task's `data` object ({} when absent or not an object: client JSON)."""
+    data = task.get("data")
+    return data if isinstance(data, Mapping) else {}
+
+
+class TaskPredictor:
+    def __init__(
+        self,
+        detection: DetectionService,
+        segmentation: SegmentationService,
+        ner: NerService,
+        models: LsModels,
+    ) -> None:
+        self.detection = detection
+        self.segmentation = segmentation
+        self.ner = ner
+        self.models = models
+
+    async def results(
+        self, task: Mapping[str, Any], config: LabelConfig, image: ImageOf, lane: Lane
+    ) -> list[dict[str, Any]]:
+        """Every result the config's controls ask for on `task`."""
+        results: list[dict[str, Any]] = []
+        image_controls = [c for t in IMAGE_CONTROLS for c in config.controls_for(t, "Image")]
+        by_key: dict[str, list[ControlTag]] = {}
+        for c in image_controls:
+            assert c.object is not None
+            by_key.setdefault(c.object.data_key, []).append(c)
+        for key, controls in by_key.items():
+            if self.models.detector:
+                results += await self._image_results(await image(key), key, controls, lane)
+        for c in config.controls_for("Labels"):
+            if c.object is None or c.object.tag.lower() not in ("text", "hypertext"):
+                continue
+            if self.models.ner:
+                results += await self._text_results(task, c, lane)
+        return results
+
+    async def _image_results(
+        self, data: bytes, key: str, controls: list[ControlTag], lane: Lane
+    ) -> list[dict[str, Any]]:
+        m = self.models
+        found = await self.detection.detect(
+            data, DetectParams(model=m.detector, score_threshold=m.score_threshold, lane=lane)
+        )
+        maps = {c.name: LabelMap.for_control(c, m.aliases) for c in controls}
+        boxes = tuple(ObjectRecord(d.label, d.box, d.score) for d in found.detections)
+        masked = any(c.tag != "RectangleLabels" for c in controls) and m.sam
+        objects = boxes
+        if masked:  # SAM on each box that some mask control can name
+            wanted = [
+                o
+                for o in boxes
+                if any(maps[c.name](o.label) for c in controls if c.tag != "RectangleLabels")
+            ]
+            segs = await asyncio.gather(
+                *(
+                    self.segmentation.segment(Prompt(box=o.box), m.sam, image=data, lane=lane)
+                    for o in wanted
+                )
+            )
+            objects = tuple(
+                ObjectRecord(o.label, o.box, o.score, decode(s.masks[0].rle))
+                for o, s in zip(wanted, segs, strict=True)
+            )
+        out: list[dict[str, Any]] = []
+        for c in controls:
+            if c.tag == "RectangleLabels":
+                image = ImageRecord(key, found.width, found.height, boxes)
+                out += rectangle_results(image, c.name, c.to_name, maps[c.name])
+            elif masked:
+                image = ImageRecord(key, found.width, found.height, objects)
+                build = brush_results if c.tag == "BrushLabels" else polygon_results
+                out += build(image, c.name, c.to_name, maps[c.name])
+        return out
+
+    async def _text_results(
+        self, task: Mapping[str, Any], control: ControlTag, lane: Lane
+    ) -> list[dict[str, Any]]:
+        assert control.object is not None
+        text = task_data(task).get(control.object.data_key)
+        if not isinstance(text, str):
+            raise BadInput(f"task {task.get('id')} has no text in data.{control.object.data_key}")
+        found = await self.ner.recognise([text], self.models.ner, lane=lane)
+        record = TextRecord(
+            text, tuple(SpanRecord(s.start, s.end, s.label, s.score) for s in found.spans[0])
+        )
+        label_map = LabelMap.for_control(control, self.models.aliases)
+        return text_label_results(record, control.name, control.to_name, label_map)
