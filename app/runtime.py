@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from app.config import Settings
+from app.domain.classify.limits import Limits as ClassifyLimits
+from app.domain.classify.projects import Projects
+from app.domain.classify.service import TextClassifier
+from app.domain.classify.sqlite_store import SqliteProjectStore
+from app.domain.classify.trainer import Trainer
 from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
 from app.domain.labelstudio.events import EventLog
@@ -89,6 +94,22 @@ class Runtime:
             self.low_res,
         )
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
+        # Text classification: project examples and models in `state_db` (memory when unset).
+        self.project_store = SqliteProjectStore(s.state_db)
+        climits = ClassifyLimits(
+            s.max_texts, s.max_text_chars, s.max_examples_per_call, s.max_project_examples
+        )
+        self.projects = Projects(self.project_store, climits, s.auto_train)
+        self.classifier = TextClassifier(
+            self.registry, s.default_embedder, self.projects, climits, s.request_timeout_s
+        )
+        emb = self.manifest.models.get(s.default_embedder)
+        self.projects.trainer = Trainer(
+            self.project_store,
+            self.classifier.embed_bulk,
+            f"{s.default_embedder}@{emb.version if emb else '?'}",
+            s.train_timeout_s,
+        )
         self.ls_projects = LsProjects(
             self._models_version(),
             LsOrigins(
@@ -176,6 +197,8 @@ class Runtime:
         if self.jobs is not None:
             await self.jobs.stop()  # before the batchers drain: job items stop arriving
         await self.url_fetcher.aclose()
+        if self.projects.trainer is not None:
+            await self.projects.trainer.stop()
         if self.drain_deadline is not None:  # SIGTERM: stay inside the grace period
             left = self.drain_deadline - time.monotonic()
             drain_timeout_s = max(0.1, min(drain_timeout_s, left))

