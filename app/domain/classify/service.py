@@ -24,7 +24,7 @@ from app.domain.classify.limits import Limits, check_texts, clean_labels
 from app.domain.classify.linear import LinearModel, Matrix
 from app.domain.classify.projects import Projects
 from app.domain.classify.zeroshot import LabelSpec
-from app.errors import ValidationFailed
+from app.errors import UnknownModel, ValidationFailed
 from app.inference.batcher import Lane
 from app.inference.embedder import Vector
 from app.inference.registry import LoadedEmbedder, ModelRegistry
@@ -73,6 +73,11 @@ class TextClassifier:
         self._models: dict[str, tuple[str, LinearModel]] = {}  # project -> (tag, model)
 
     def _embedder(self) -> LoadedEmbedder:
+        if self.embedder_name not in self.registry.states:
+            raise UnknownModel(
+                f"text classification needs the embedding model {self.embedder_name!r}, which "
+                "this server does not load: add it to PRELABEL_MODELS"
+            )
         return self.registry.embedder(self.embedder_name)
 
     def vector_model(self) -> str:
