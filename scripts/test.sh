@@ -7,13 +7,25 @@ cd "$(dirname "$0")/.."
 
 PRELABEL_EXTRAS="${PRELABEL_EXTRAS:-cpu,dev,export}" bash scripts/setup.sh
 
-# The Label Studio SDK, for the contract tests, in a venv of its own: it pins OpenCV 4.12 and
-# Prelabel uses OpenCV 5 (tests/contract/test_label_studio_sdk.py).
+# Label Studio itself and its SDK, in a venv of their own: label-studio 1.23.2 pins its
+# dependencies (label-studio-sdk==2.1.2 among them) and the SDK pins OpenCV 4.12, while Prelabel
+# uses OpenCV 5. The contract tests run the SDK there (tests/contract/test_label_studio_sdk.py);
+# tests/labelstudio starts the server (they skip only when PRELABEL_LS_SERVER is unset).
 if [ ! -x .venv-ls/bin/python ]; then
     python3 -m venv .venv-ls
 fi
-.venv-ls/bin/python -m pip install --quiet --disable-pip-version-check label-studio-sdk==2.1.2
+.venv-ls/bin/python -m pip install --quiet --disable-pip-version-check \
+    label-studio==1.23.2 label-studio-sdk==2.1.2
 export PRELABEL_LS_SDK_PYTHON="$PWD/.venv-ls/bin/python"
+export PRELABEL_LS_SERVER="$PWD/.venv-ls/bin/label-studio"
+
+# An S3-compatible server for Label Studio's S3 storage in tests/labelstudio (moto's own pins
+# would fight Label Studio's: a venv of its own).
+if [ ! -x .venv-s3/bin/python ]; then
+    python3 -m venv .venv-s3
+fi
+.venv-s3/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+export PRELABEL_S3_SERVER="$PWD/.venv-s3/bin/moto_server"
 
 # The deployment scanners (checkov, hadolint) in a venv of their own: checkov pins many
 # dependencies of its own (scripts/check_deploy.sh).
