@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from app.domain.labelstudio import config as config_module
 from app.domain.labelstudio.config import (
+    MAX_DEPTH,
+    MAX_ELEMENTS,
+    ConfigCache,
     Label,
     LabelConfigError,
     LabelMap,
@@ -47,14 +51,18 @@ def test_parses_controls_objects_and_labels() -> None:
         ("PolygonLabels", "poly", "image"),
         ("Labels", "ner", "caption"),
     ]
-    assert cfg.objects == (ObjectTag("Image", "image", "$image"),
-                           ObjectTag("Text", "caption", "$caption"))
+    assert cfg.objects == (
+        ObjectTag("Image", "image", "$image"),
+        ObjectTag("Text", "caption", "$caption"),
+    )
     box = cfg.control("box")
     assert box.object == ObjectTag("Image", "image", "$image")
     assert box.object is not None and box.object.data_key == "image"
     assert box.result_type == "rectanglelabels"
-    assert box.labels == (Label("Person", None, ("man", "woman", "person")),
-                          Label("Car", "vehicle", ()))
+    assert box.labels == (
+        Label("Person", None, ("man", "woman", "person")),
+        Label("Car", "vehicle", ()),
+    )
     kp = cfg.control("kp")
     assert (kp.smart, kp.smart_only, box.smart) == (True, True, False)
     ner = cfg.control("ner")
@@ -76,12 +84,15 @@ def test_several_to_names() -> None:
     assert [o.name for o in r.objects] == ["a", "b"]
 
 
-@pytest.mark.parametrize("xml, message", [
-    ("<View><Image name='i' value='$i'>", "not well-formed"),
-    ("<View><Labels toName='t'/></View>", "name and toName"),
-    ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><View>&lol;</View>', "DOCTYPE"),
-    ("<View>" + "<View/>" * 200_000 + "</View>", "too large"),
-])
+@pytest.mark.parametrize(
+    "xml, message",
+    [
+        ("<View><Image name='i' value='$i'>", "not well-formed"),
+        ("<View><Labels toName='t'/></View>", "name and toName"),
+        ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><View>&lol;</View>', "DOCTYPE"),
+        ("<View>" + "<View/>" * 200_000 + "</View>", "too large"),
+    ],
+)
 def test_bad_configs_are_refused(xml: str, message: str) -> None:
     with pytest.raises(LabelConfigError, match=message):
         parse_label_config(xml)
@@ -107,3 +118,54 @@ def test_label_names_beat_aliases_and_extra_beats_both() -> None:
     assert LabelMap(labels, {"dog": "cat"})("dog") == "Cat"
     ner = LabelMap.for_control(parse_label_config(CONFIG).control("ner"))
     assert [ner(c) for c in ("PERSON", "GPE", "fac", "ORG")] == ["PER", "LOC", "LOC", None]
+
+
+def nested_controls(depth: int) -> str:
+    """Controls nested `depth` deep, a <Label> in each: the shape that made the parse
+    quadratic (each control walked its whole subtree)."""
+    opening = "".join(f'<Labels name="c{i}" toName="t"><Label value="L{i}"/>' for i in range(depth))
+    return f'<View><Text name="t" value="$text"/>{opening}{"</Labels>" * depth}</View>'
+
+
+def test_each_label_belongs_to_its_nearest_control() -> None:
+    cfg = parse_label_config(nested_controls(3))
+    assert [[lab.value for lab in c.labels] for c in cfg.controls] == [["L0"], ["L1"], ["L2"]]
+
+
+def test_element_and_depth_caps() -> None:
+    with pytest.raises(LabelConfigError, match="levels"):
+        parse_label_config(nested_controls(MAX_DEPTH))
+    many = "<View>" + "<Header/>" * MAX_ELEMENTS + "</View>"
+    with pytest.raises(LabelConfigError, match="elements"):
+        parse_label_config(many)
+    parse_label_config("<View>" + "<Header/>" * (MAX_ELEMENTS - 1) + "</View>")  # at the cap
+
+
+def test_the_parse_visits_each_element_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linear: the work (elements visited) grows with the config, not with its square. Counted
+    through ElementTree's child iteration, the one way the parse walks the tree."""
+    visits = 0
+    real = config_module._children
+
+    def counting(el):  # type: ignore[no-untyped-def]
+        nonlocal visits
+        visits += 1
+        return real(el)
+
+    monkeypatch.setattr(config_module, "_children", counting)
+    for depth in (10, 40):
+        visits = 0
+        parse_label_config(nested_controls(depth))
+        assert visits == 2 * depth + 2  # View, Text, and a Labels and a Label per level
+
+
+def test_the_cache_keeps_results_and_errors_not_texts() -> None:
+    cache = ConfigCache(maxsize=2)
+    a = cache.parse(CONFIG)
+    assert cache.parse(CONFIG) is a
+    for _ in range(2):
+        with pytest.raises(LabelConfigError):
+            cache.parse("<View")
+    cache.parse(nested_controls(2))
+    assert cache.parse(CONFIG) is not a  # evicted (two entries at most)
+    assert all(isinstance(k, bytes) and len(k) == 32 for k in cache._entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -99,3 +100,53 @@ def test_budget_zero_returns_nothing_but_keeps_working() -> None:
 @pytest.mark.parametrize("budget", [0.0, 0.01])
 def test_empty_job_list(budget: float) -> None:
     assert asyncio.run(PendingResults[int]().within([], budget)) == []
+
+
+def test_a_failure_after_the_budget_is_reported_once_and_never_unretrieved() -> None:
+    """The old `asyncio.shield` wrappers failed after the wait had given up and nobody read
+    them: asyncio logged "Future exception was never retrieved" with a traceback."""
+    caught: list[dict[str, object]] = []
+    failures: list[tuple[object, str]] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: caught.append(ctx))
+        store: PendingResults[int] = PendingResults(
+            on_failure=lambda key, e: failures.append((key, str(e)))
+        )
+        gate = asyncio.Event()
+
+        async def compute() -> int:
+            await gate.wait()
+            raise ValueError("image corrupt")
+
+        assert await store.within([("k", compute), ("j", compute)], budget_s=0) == [None, None]
+        gate.set()
+        await store.drain()
+        gc.collect()  # unretrieved futures report when collected
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert caught == []
+    assert sorted(failures) == [("j", "image corrupt"), ("k", "image corrupt")]
+
+
+def test_finished_results_are_bounded_by_bytes() -> None:
+    async def scenario() -> None:
+        store: PendingResults[str] = PendingResults(max_bytes=10, size=len)
+
+        def const(value: str):  # type: ignore[no-untyped-def]
+            async def compute() -> str:
+                return value
+
+            return compute
+
+        await store.within([("a", const("aaaa")), ("b", const("bbbb"))], budget_s=1)
+        assert store.nbytes == 8
+        await store.within([("c", const("cccc"))], budget_s=1)  # 12 > 10: "a" goes
+        assert store.nbytes == 8
+        rerun = await store.within([("a", const("AAAA"))], budget_s=1)
+        assert rerun == ["AAAA"]  # recomputed, not the old "aaaa"
+        await store.within([("huge", const("x" * 11))], budget_s=1)
+        assert store.nbytes <= 10
+
+    asyncio.run(scenario())

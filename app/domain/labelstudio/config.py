@@ -162,9 +162,13 @@ def parse_label_config(xml: str) -> LabelConfig:
         elif "name" in el.attrib and el.attrib.get("value", "").startswith("$"):
             name = el.attrib["name"]
             objects.setdefault(name, ObjectTag(str(el.tag), name, el.attrib["value"]))
-        stack.extend((child, depth + 1, owner) for child in reversed(el))
+        stack.extend((child, depth + 1, owner) for child in reversed(_children(el)))
     controls = tuple(_control(el, labels, objects) for el, labels in raw_controls)
     return LabelConfig(controls, tuple(objects.values()))
+
+
+def _children(el: ET.Element) -> list[ET.Element]:
+    return list(el)
 
 
 def _control(
