@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import re
 import time
 
 import httpx
 import pytest
 
-from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.labelstudio.fetch import TaskDataFetcher, on_origin
+from app.domain.labelstudio.projects import LsAccess
 from app.domain.urls import SafeFetcher, UrlPolicy
 from app.errors import BadInput, FetchFailed, PayloadTooLarge, UnsupportedMediaType, UrlBlocked
 
@@ -146,3 +149,80 @@ def test_redirects_and_external_urls_are_held_to_the_url_policy() -> None:
     with pytest.raises(UnsupportedMediaType):
         get("/data/upload/1/page.jpg")
     assert "10.0.0.9" not in ls.addresses and "169.254.169.254" not in ls.addresses
+
+
+def storage_label_studio(presign: bool) -> tuple[list[tuple[str, str | None]], httpx.MockTransport]:
+    """Label Studio's resolve view (io_storages/proxy_api.py): 303 to a presigned URL on the
+    storage's origin when the storage presigns, else the bytes proxied; the storage answers
+    only with a signature and never sees the token."""
+    seen: list[tuple[str, str | None]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        host = request.headers["host"]
+        seen.append(
+            (f"{host}{request.url.raw_path.decode()}", request.headers.get("authorization"))
+        )
+        if host.startswith("ls.example"):
+            if request.headers.get("authorization") != "Token legacy":
+                return httpx.Response(401)
+            m = re.fullmatch(r"/tasks/(\d+)/resolve/", request.url.path)
+            if m is None:
+                return httpx.Response(404)
+            uri = base64.urlsafe_b64decode(request.url.params["fileuri"]).decode()
+            if not presign:
+                return httpx.Response(200, content=PNG, headers={"content-type": "image/png"})
+            key = uri.split("://", 1)[1]
+            return httpx.Response(
+                303, headers={"location": f"https://cdn.example/{key}?X-Amz-Signature=s"}
+            )
+        if host == "cdn.example" and request.url.params.get("X-Amz-Signature") == "s":
+            return httpx.Response(200, content=PNG, headers={"content-type": "binary/octet-stream"})
+        return httpx.Response(403)
+
+    return seen, httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/a/x.jpg", "gs://bucket/x.jpg", "azure-blob://c/x.jpg"]
+)
+@pytest.mark.parametrize("presign", [True, False])
+def test_cloud_storage_uris_resolve_through_label_studio(uri: str, presign: bool) -> None:
+    seen, transport = storage_label_studio(presign)
+    safe = SafeFetcher(
+        UrlPolicy(allow_http=True), resolver=lambda h, p: DNS[h], transport=transport
+    )
+    access = LsAccess(HOST, "legacy", trusted=True)
+    assert asyncio.run(TaskDataFetcher(safe).fetch_task(uri, access, 42)) == PNG
+    fileuri = base64.urlsafe_b64encode(uri.encode()).decode()
+    assert seen[0] == (f"ls.example:8080/tasks/42/resolve/?fileuri={fileuri}", "Token legacy")
+    if presign:  # the presigned URL, on the storage's origin, without the token
+        assert seen[1][0].startswith("cdn.example/") and seen[1][1] is None
+    assert len(seen) == (2 if presign else 1)
+    with pytest.raises(BadInput, match="needs an id"):
+        asyncio.run(TaskDataFetcher(safe).fetch_task(uri, access, None))
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["/http://elsewhere.example/x.jpg", "//elsewhere.example/x.jpg", "/\\elsewhere.example/x",
+     "/\r\nHost: elsewhere.example", "/%2F%2Felsewhere.example/x.jpg", "/@elsewhere.example/x"],
+)  # fmt: skip
+def test_relative_references_never_leave_the_label_studio_origin(ref: str) -> None:
+    ls = FakeLabelStudio()
+    with contextlib.suppress(BadInput):  # refused, or fetched from a path on Label Studio
+        asyncio.run(fetcher(ls).fetch(ref, HOST, "legacy"))
+    assert all(url.startswith(HOST + "/") for url, _ in ls.seen), ls.seen
+    assert on_origin(HOST, "/data/upload/1/a.jpg") == HOST + "/data/upload/1/a.jpg"
+    with pytest.raises(BadInput):
+        on_origin(HOST, "data/upload/1/a.jpg")
+
+
+def test_an_untrusted_host_is_held_to_the_url_policy_even_for_its_token_refresh() -> None:
+    ls = FakeLabelStudio()
+    untrusted = LsAccess("http://internal.example", jwt(time.time() + 3600, "r"), trusted=False)
+    with pytest.raises(UrlBlocked, match="PRELABEL_LS_ALLOWED_ORIGINS"):
+        asyncio.run(fetcher(ls).fetch_task("/data/upload/1/a.jpg", untrusted))
+    assert ls.seen == []  # not even POST /api/token/refresh
+    trusted = LsAccess("http://internal.example", "legacy", trusted=True)
+    asyncio.run(fetcher(ls).fetch_task("/data/upload/1/a.jpg", trusted))
+    assert ls.addresses == ["10.0.0.9"]
