@@ -52,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     moto_url = f"http://127.0.0.1:{ports['moto']}"
     common = {
         # The Label Studio URL as Label Studio names itself in /setup (no LABEL_STUDIO_HOST).
-        "PRELABEL_LABEL_STUDIO_URL": f"http://localhost:{ports['ls']}",
+        "PRELABEL_LABEL_STUDIO_URL": ls_url.replace("127.0.0.1", "localhost"),
         # A presigned S3 URL is a redirect to the S3 origin (moto, plain http on loopback):
         # fetched under the URL policy, which has to allow it.
         "PRELABEL_URL_ALLOW_HTTP": "true",

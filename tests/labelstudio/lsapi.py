@@ -31,13 +31,20 @@ class LabelStudioError(AssertionError):
 
 
 class LabelStudio:
-    """A client with the user's legacy token."""
+    """A client with the user's legacy token (`Token <t>`), or an access token (`Bearer <t>`)
+    that `POST /api/token/refresh/` gave for a personal access token."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, scheme: str = "Token") -> None:
         self.url = url
         self.http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Token {token}"}, timeout=180
+            base_url=url, headers={"Authorization": f"{scheme} {token}"}, timeout=180
         )
+
+    @classmethod
+    def with_personal_token(cls, url: str, refresh: str) -> LabelStudio:
+        r = httpx.post(f"{url}/api/token/refresh/", json={"refresh": refresh}, timeout=30)
+        assert r.status_code == 200, r.text
+        return cls(url, str(r.json()["access"]), "Bearer")
 
     def close(self) -> None:
         self.http.close()

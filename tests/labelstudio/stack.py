@@ -33,6 +33,12 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)
 
     @property
+    def ls_hostname(self) -> str:
+        """Label Studio's URL as it names itself to a backend in /setup (no LABEL_STUDIO_HOST):
+        `http://localhost:<port>`; Prelabel's PRELABEL_LABEL_STUDIO_URL."""
+        return self.ls.url.replace("127.0.0.1", "localhost")
+
+    @property
     def events(self) -> Path:
         """Where the keyed Prelabel appends the webhook events it accepted (JSON lines)."""
         return self.work / "events.jsonl"
