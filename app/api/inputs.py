@@ -6,8 +6,6 @@ One function for all, so every image route takes the same shapes and the same li
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import binascii
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api import offloop
 from app.errors import (
     InvalidImage,
     PayloadTooLarge,
@@ -33,10 +32,9 @@ Fetch = Callable[[str], Awaitable[bytes]]
 
 # Form fields whose values are JSON (lists and objects do not fit a flat form).
 JSON_FIELDS = frozenset({"points", "box", "classes"})
-# Bodies larger than this are parsed, validated and base64-decoded on a worker thread: a 27 MiB
-# JSON body takes ~0.1-0.3 s of CPU on this VM, which on the event loop would stall every other
-# request and probe. Smaller ones stay on the loop (a thread hop costs ~50-100 us).
-OFF_LOOP_BYTES = 64 * 1024
+# Commas (JSON values) an image route's JSON body may hold: the base64 image has none, points
+# and classes a few hundred. Bounds the parse of a hostile body (app/api/offloop.py).
+IMAGE_JSON_VALUES = 100_000
 
 
 def body_cap(max_upload_bytes: int) -> int:
@@ -60,10 +58,8 @@ def parse_json(raw: bytes | str, what: str = "body") -> Any:
 
 
 async def parse_json_off_loop(raw: bytes, what: str = "body") -> Any:
-    """`parse_json`, on a worker thread when `raw` is large (see OFF_LOOP_BYTES)."""
-    if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(parse_json, raw, what)
-    return parse_json(raw, what)
+    """`parse_json`, on a worker thread when `raw` is large (app/api/offloop.py)."""
+    return await offloop.run(len(raw), lambda: parse_json(raw, what))
 
 
 class StrictJsonRequest(Request):
@@ -76,21 +72,20 @@ class StrictJsonRequest(Request):
         return self._json
 
 
-async def read_json(request: Request, model: type[M], cap: int) -> M:
-    """Read a JSON body of at most `cap` bytes and validate it as `model`, parsing and
-    validating on a worker thread when it is large (a 1,000,000-item job list takes seconds of
-    CPU). For routes that take the Request and declare their body with `json_body_doc`."""
+async def read_json(request: Request, model: type[M], cap: int, max_values: int) -> M:
+    """Read a JSON body of at most `cap` bytes and at most `max_values` values (commas) and
+    validate it as `model`, on a worker thread when it is large (app/api/offloop.py). For
+    routes that take the Request and declare their body with `json_body_doc`."""
     raw = await _read_capped(request, cap)
 
     def work() -> M:
+        offloop.check_values(raw, max_values)
         doc = parse_json(raw)
         if not isinstance(doc, dict):
             raise ValidationFailed("JSON body must be an object")
         return _validate(model, doc)
 
-    if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(work)
-    return work()
+    return await offloop.run(len(raw), work)
 
 
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
@@ -206,6 +201,7 @@ async def read_image_request(
             raise InvalidImage("empty request body")
 
         def work() -> tuple[bytes | None, Any, M]:
+            offloop.check_values(raw, IMAGE_JSON_VALUES)
             doc = parse_json(raw)
             if not isinstance(doc, dict):
                 raise ValidationFailed("JSON body must be an object")
@@ -216,7 +212,7 @@ async def read_image_request(
                 raise ValidationFailed("send either image or image_url, not both")
             return (None if encoded is None else _b64(encoded)), url, opts
 
-        image, url, opts = await asyncio.to_thread(work) if len(raw) > OFF_LOOP_BYTES else work()
+        image, url, opts = await offloop.run(len(raw), work)
         return await _one_image(image, url, image_required, fetch, "image"), opts
     raise UnsupportedMediaType(
         f"content type {ctype!r}; send multipart/form-data or application/json"
@@ -293,7 +289,7 @@ def _b64(encoded: Any) -> bytes:
     if encoded.startswith("data:"):  # data URLs from browsers
         encoded = encoded.partition(",")[2]
     try:
-        data = base64.b64decode(encoded, validate=True)
+        data = offloop.b64decode(encoded)
     except (binascii.Error, ValueError) as e:
         raise InvalidImage("image: not valid base64") from e
     if not data:

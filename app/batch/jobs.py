@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
+from app.batch.jobpaths import PathChecker
 from app.batch.jobstore import DuplicateKey, ItemRow, JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
 from app.domain.apikeys import Principal
@@ -294,12 +295,13 @@ class JobManager:
                 yield ItemRow(i, f"{i:0{width}d}", text)
             return
         assert req.paths is not None
+        paths = PathChecker(self.roots)
         for i, p in enumerate(req.paths):
             if _is_url(p):
                 # Scheme, host allow-list, address literals now; DNS when the item runs.
                 check_target(parse_target(p), self.rt.url_fetcher.policy)
             else:
-                self._check_path(p)
+                paths.check(p)
             yield ItemRow(i, p, None)
 
     def _expand(self, req: JobRequest) -> JobRequest:
@@ -323,16 +325,7 @@ class JobManager:
 
     def _check_path(self, raw: str) -> Path:
         """`raw` resolved (symlinks, `..`), if it lies under an input root; else 422."""
-        if not raw or "://" in raw:
-            raise ValidationFailed(f"not a local path: {raw!r}")
-        path = Path(raw).expanduser()
-        if not path.is_absolute() and self.roots:
-            path = self.roots[0] / path
-        resolved = path.resolve()
-        if not any(resolved.is_relative_to(root) for root in self.roots):
-            # Public message: the path as given, never where it resolved to.
-            raise ValidationFailed(f"{raw!r} is not under an allowed input root")
-        return resolved
+        return Path(PathChecker(self.roots).check(raw))
 
     def _launch(self, job_id: str) -> None:
         task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
@@ -383,13 +376,14 @@ class JobManager:
 
     def _pending_chunk(self, job_id: str, after: int) -> list[tuple[int, Item]]:
         out = []
+        paths = PathChecker(self.roots)
         for r in self.store.pending_items(job_id, after, CHUNK):
             if r.text is not None:
                 item = Item(r.key, "text", r.key, text=r.text)
             elif _is_url(r.key):
                 item = Item(r.key, "image", r.key, url=r.key)
             else:
-                item = Item(r.key, "image", self._name(r.key), path=self._check_path(r.key))
+                item = Item(r.key, "image", self._name(r.key), path=Path(paths.check(r.key)))
             out.append((r.seq, item))
         return out
 

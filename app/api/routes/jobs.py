@@ -117,7 +117,7 @@ async def submit(request: Request) -> Response:
     serving other requests meanwhile. 429 `too_many_jobs` over the caps on unfinished jobs."""
     jobs = _manager(request)
     s = runtime_of(request).settings
-    body = await read_json(request, JobIn, body_cap(s.max_upload_bytes))
+    body = await read_json(request, JobIn, body_cap(s.max_upload_bytes), s.max_job_items + 1000)
     job_id = await jobs.submit(
         JobRequest(
             task=body.task,

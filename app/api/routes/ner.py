@@ -24,9 +24,11 @@ async def ner(request: Request) -> Response:
     string indices) into the text as sent, so `text[start:end] == span.text`."""
     runtime = runtime_of(request)
     s = runtime.settings
-    # Parsed and validated on a worker thread when large: a body at the cap (27 MiB of short
-    # strings) is ~1.4 s of CPU here, refused only afterwards (too many texts).
-    body = await read_json(request, NerRequest, body_cap(s.max_upload_bytes))
+    # Parsed and validated on a worker thread when large (app/api/offloop.py). A body of 27 MiB
+    # of short strings is ~1.4 s of GIL-held parsing here: the comma bound (one per 4 characters
+    # of the most text a request may carry) refuses it before the parse.
+    values = s.max_texts * s.max_text_chars // 4 + 1000
+    body = await read_json(request, NerRequest, body_cap(s.max_upload_bytes), values)
     if body.format:
         check(body.format, TEXT_FORMATS)
     r = await runtime.ner.recognise(
