@@ -167,7 +167,7 @@ def smart_region(kind: str, value: dict[str, Any], positive: bool = True) -> dic
         "image_rotation": 0,
         "value": {**value, kind: ["Person"]},
         "is_positive": positive,
-        "id": f"{name}1",
+        "id": f"{name}-{value['x']:.1f}-{value['y']:.1f}",
         "from_name": name,
         "to_name": "image",
         "type": kind,
@@ -175,25 +175,32 @@ def smart_region(kind: str, value: dict[str, Any], positive: bool = True) -> dic
     }
 
 
-@pytest.mark.parametrize("tool", ["keypoint", "rectangle"])
+@pytest.mark.parametrize("tool", ["keypoint", "keypoints+-", "rectangle"])
 def test_smart_click_answers_prelabels_mask(stack: Stack, project: Project, tool: str) -> None:
-    """The editor's smart tools on the astronaut (512 x 512): a keypoint on her face, a rectangle
-    around her head; Label Studio relays one brush mask, the one /v1/sam/segment gives."""
+    """The editor's smart tools on the astronaut (512 x 512): a keypoint on her face, the same
+    with a negative one on the background, a rectangle around her head; Label Studio relays one
+    brush mask, the one /v1/sam/segment gives for the same prompt."""
     image = stack.image("astronaut.png")
-    if tool == "keypoint":
-        region = smart_region("keypointlabels", {"x": 230 / 5.12, "y": 110 / 5.12, "width": 0.4})
-        mine = segment(stack.prelabel, image, points=[{"x": 230, "y": 110, "positive": True}])
+    if tool.startswith("keypoint"):
+        clicks = [(230.0, 110.0, True)] + ([(60.0, 450.0, False)] if tool.endswith("-") else [])
+        regions = [
+            smart_region("keypointlabels", {"x": x / 5.12, "y": y / 5.12, "width": 0.4}, positive)
+            for x, y, positive in clicks
+        ]
+        points = [{"x": x, "y": y, "positive": positive} for x, y, positive in clicks]
+        mine = segment(stack.prelabel, image, points=points)
     else:
         box = [150.0, 20.0, 320.0, 200.0]
         x, y, bw, bh = percent_box(box, 512, 512)
-        region = smart_region("rectanglelabels", {"x": x, "y": y, "width": bw, "height": bh})
+        regions = [smart_region("rectanglelabels", {"x": x, "y": y, "width": bw, "height": bh})]
         mine = segment(stack.prelabel, image, box=box)
     answer = stack.ls.interactive(
-        project.backend, project.tasks["astronaut.png"], {"result": [region]}
+        project.backend, project.tasks["astronaut.png"], {"result": regions}
     )
     assert "errors" not in answer, f"{answer}\n{stack.logs()}"
     results = answer["data"]["result"]
     assert [r["type"] for r in results] == ["brushlabels"], results
     [mask] = decode_brushes(stack.sdk_python, results)
     assert mask.shape == (512, 512)
+    assert mine.sum() > 1000, "SAM gives no mask here: the comparison would be empty"
     assert iou(mask, mine) == 1.0
