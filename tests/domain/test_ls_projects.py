@@ -19,6 +19,10 @@ def test_trust_and_tokens_follow_the_operators_settings() -> None:
     assert not caller.trusted and caller.token is None  # never the operator's token
     allowed = o.access("https://ls.example.com/", None)
     assert allowed.trusted and allowed.token is None  # trusted, yet not the default host
+    # On the operator's host the operator's token wins (Label Studio's /setup token is a
+    # legacy token, refused where legacy tokens are off).
+    assert o.access(OPERATOR, "legacy-from-setup").token == "op-token"
+    assert LsOrigins(OPERATOR).access(OPERATOR, "from-setup").token == "from-setup"
     own = o.access("http://elsewhere:1", "its-token")
     assert own.token == "its-token" and not own.trusted
     assert "its-token" not in repr(own)

@@ -11,7 +11,8 @@ Trust (`LsOrigins.access`): anyone who can call `/setup` names a host, so that h
 (may be private or loopback, may be plain http) only when the operator named it:
 PRELABEL_LABEL_STUDIO_URL or an origin in PRELABEL_LS_ALLOWED_ORIGINS. Any other host is fetched
 under the full URL policy, like an `image_url`. The operator's token (PRELABEL_LABEL_STUDIO_TOKEN)
-goes only to the operator's host; a token given in `/setup` goes only to the host given with it.
+goes only to the operator's host, and is the one used there when set; a token given in `/setup`
+goes only to the host given with it.
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class LsOrigins:
             return LsAccess(self.default_host, token or self.default_token, trusted=True)
         host = hostname.strip().rstrip("/")
         origin = origin_of(host)
-        if token is None and origin == self._default:
-            token = self.default_token  # the operator's token, to the operator's host only
+        if origin == self._default and self.default_token:
+            # The operator's token for the operator's host, and only there; it wins over the
+            # /setup token, which is the project creator's legacy token (ml/api_connector.py),
+            # refused where legacy tokens are off (1.23.2's default for new organizations).
+            token = self.default_token
         return LsAccess(host, token or None, trusted=origin in self._trusted)
 
 
