@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.domain.classify import zeroshot
-from app.domain.classify.linear import LinearModel, NotTrainable, cross_validate, fit
+from app.domain.classify.linear import LinearModel, NotTrainable, anchored, cross_validate, fit
 from app.domain.classify.sqlite_store import KEEP_MODELS, SqliteProjectStore
 from app.domain.classify.store import ExampleIn
 from app.domain.classify.trainer import Trainer, fit_and_score
@@ -73,7 +73,7 @@ def x(embedder: SentenceEmbedder) -> np.ndarray[Any, Any]:
 def test_numpy_probabilities_equal_sklearns(x: np.ndarray[Any, Any]) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    model = fit(x, [(y,) for y in LABELS], multi_label=False)
+    model = fit(x, [(y,) for y in LABELS], multi_label=False, c=10.0)
     ref = LogisticRegression(C=10.0, max_iter=300, class_weight="balanced").fit(x, LABELS)
     np.testing.assert_allclose(model.predict_proba(x), ref.predict_proba(x), atol=1e-4)
     assert model.labels == ("bug", "praise", "refund")
@@ -84,8 +84,8 @@ def test_binary_model_has_a_row_per_label(x: np.ndarray[Any, Any]) -> None:
 
     keep = [i for i, y in enumerate(LABELS) if y != "praise"]
     ys = [LABELS[i] for i in keep]
-    model = fit(x[keep], [(y,) for y in ys], multi_label=False)
-    ref = LogisticRegression(C=10.0, max_iter=300, class_weight="balanced").fit(x[keep], ys)
+    model = fit(x[keep], [(y,) for y in ys], multi_label=False)  # C = choose_c(12) = 1
+    ref = LogisticRegression(C=1.0, max_iter=300, class_weight="balanced").fit(x[keep], ys)
     assert model.coef.shape == (2, 384)
     np.testing.assert_allclose(model.predict_proba(x), ref.predict_proba(x), atol=1e-4)
 
@@ -109,13 +109,31 @@ def test_json_round_trip_predicts_the_same(x: np.ndarray[Any, Any]) -> None:
         LinearModel.from_json(bad)
 
 
+def test_label_anchors_teach_a_label_without_examples(
+    x: np.ndarray[Any, Any], embedder: SentenceEmbedder
+) -> None:
+    """A declared label with no example yet is learned from its name alone."""
+    names = ["bug", "praise", "refund", "shipping delay"]
+    anchors = np.stack(embedder.run_batch(names))
+    xa, ta = anchored(x, [(y,) for y in LABELS], anchors, names)
+    model = fit(xa, ta, multi_label=False)
+    assert model.labels == tuple(names)
+    late = np.stack(embedder.run_batch(["My parcel is two weeks late, where is the delivery?"]))
+    assert model.labels[int(model.predict_proba(late).argmax())] == "shipping delay"
+    plain = fit(x, [(y,) for y in LABELS], multi_label=False)
+    assert "shipping delay" not in plain.labels
+
+
 def test_one_label_cannot_train(x: np.ndarray[Any, Any]) -> None:
     with pytest.raises(NotTrainable):
         fit(x[:3], [("refund",)] * 3, multi_label=False)
 
 
-def test_cross_validation_needs_two_examples_of_each_label(x: np.ndarray[Any, Any]) -> None:
+def test_cross_validation_leaves_out_labels_seen_once(x: np.ndarray[Any, Any]) -> None:
     assert cross_validate(x[[0, 6, 7]], [("refund",), ("bug",), ("bug",)], False) is None
+    rows = [0, 6, 7, 8, 12, 13, 14]  # one refund, three bug, three praise
+    cv = cross_validate(x[rows], [(LABELS[i],) for i in rows], False)
+    assert cv is not None and cv.folds == 3  # the rarest label kept has 3 examples
     cv = cross_validate(x, [(y,) for y in LABELS], False)
     assert cv is not None and cv.folds == 5
     assert cv.accuracy >= 0.8  # 18 distinct, well separated messages
@@ -221,7 +239,8 @@ def test_training_stores_a_model_and_embeds_each_text_once(
         await trainer.wait("p")
 
     asyncio.run(go())
-    assert calls == [18, 1]  # cached vectors are reused
+    # Each run: the examples without a cached vector, then the 3 label anchors.
+    assert calls == [18, 3, 1, 3]
     model = store.latest_model("p")
     assert model is not None and model.tag.startswith("2-") and model.revision == 2
     metrics = json.loads(model.metrics)

@@ -1,6 +1,11 @@
 """The few-shot classifier: logistic regression on sentence embeddings, fitted by scikit-learn,
 kept and applied as plain arrays (no pickle: what is stored is JSON numbers).
 
+Label anchors: the embedding of each label's name can join the training set as one more example
+of that label (`anchored`). With few examples this is most of what the model knows about a label
+(on the WordNet benchmark, 64 examples over 25 labels: macro-F1 0.23 without, 0.36 with), and a
+label of a declared label set that has no example yet can still be predicted.
+
 Shapes: `X` is [N, D] float32 unit vectors (D = 384 for MiniLM). A fitted `LinearModel` holds
 `coef` [K, D] and `intercept` [K] for its K `labels`:
 
@@ -21,10 +26,12 @@ import numpy.typing as npt
 
 Matrix = npt.NDArray[np.float32]
 
-# Unit-norm embeddings give small logits: sklearn's default C=1 under-fits them badly (few-shot
-# macro-F1 on the WordNet benchmark fell from ~0.6 to ~0.3); C=10 was the best of 1/10/100.
-DEFAULT_C = 10.0
+# Inverse regularisation by training-set size, from the WordNet benchmark's C sweep
+# (scripts/bench_classify.py): with few examples C=1 won (macro-F1 0.36 vs 0.34 at 64 examples
+# plus label anchors), with thousands C=10 did (0.603 vs 0.587 at 4000); 100 was never better.
+SMALL_C, LARGE_C, LARGE_FROM = 1.0, 10.0, 1000
 MAX_ITER = 300
+CV_BIG = 2000  # examples past which cross-validation uses 3 folds, not 5
 CONSTANT_LOGIT = 8.0  # a label every (or no) example has: P = sigmoid(+-8), 0.9997 / 0.0003
 
 
@@ -67,13 +74,32 @@ class LinearModel:
         return cls(labels, bool(data["multi_label"]), coef, intercept)
 
 
+def choose_c(n: int) -> float:
+    """The inverse regularisation strength for `n` training rows."""
+    return LARGE_C if n >= LARGE_FROM else SMALL_C
+
+
+def anchored(
+    x: Matrix,
+    targets: Sequence[Sequence[str]],
+    anchors: Matrix | None,
+    anchor_labels: Sequence[str],
+) -> tuple[Matrix, list[Sequence[str]]]:
+    """`x` [N, D] plus the label-name vectors `anchors` [A, D], one example of each label."""
+    if anchors is None or not len(anchor_labels):
+        return x, list(targets)
+    return np.vstack([x, anchors]).astype(np.float32), [*targets, *((a,) for a in anchor_labels)]
+
+
 def fit(
-    x: Matrix, targets: Sequence[Sequence[str]], multi_label: bool, c: float = DEFAULT_C
+    x: Matrix, targets: Sequence[Sequence[str]], multi_label: bool, c: float | None = None
 ) -> LinearModel:
-    """Fit on `x` [N, D] and each row's labels (exactly one per row when single-label)."""
+    """Fit on `x` [N, D] and each row's labels (exactly one per row when single-label); `c`
+    defaults to `choose_c(N)`."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    c = choose_c(len(targets)) if c is None else c
     if multi_label:
         return _fit_multi(x, targets, c)
     y = [t[0] for t in targets]
@@ -83,6 +109,8 @@ def fit(
     lr = LogisticRegression(C=c, max_iter=MAX_ITER, class_weight="balanced")
     with warnings.catch_warnings():  # an unconverged fit after MAX_ITER is still a usable model
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # "The number of unique classes is greater than 50%...": expected with few examples.
+        warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
         lr.fit(x, y)
     coef = np.asarray(lr.coef_, np.float32)
     intercept = np.asarray(lr.intercept_, np.float32)
@@ -104,7 +132,7 @@ def _fit_multi(x: Matrix, targets: Sequence[Sequence[str]], c: float) -> LinearM
         raise NotTrainable("the examples carry no labels")
     binarizer = MultiLabelBinarizer(classes=list(labels))
     y = binarizer.fit_transform(targets)
-    ovr = OneVsRestClassifier(LogisticRegression(C=c, max_iter=MAX_ITER))
+    ovr = OneVsRestClassifier(LogisticRegression(C=c, max_iter=MAX_ITER, class_weight="balanced"))
     with warnings.catch_warnings():  # "Label k is present in all training examples": handled
         warnings.filterwarnings("ignore", "Label .* is present in all", UserWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -128,36 +156,55 @@ class CvScore:
 
 
 def cross_validate(
-    x: Matrix, targets: Sequence[Sequence[str]], multi_label: bool, c: float = DEFAULT_C
+    x: Matrix,
+    targets: Sequence[Sequence[str]],
+    multi_label: bool,
+    c: float | None = None,
+    extra: tuple[Matrix, Sequence[Sequence[str]]] | None = None,
 ) -> CvScore | None:
-    """k-fold (k <= 5, stratified for single-label) scores, or None when there are too few
-    examples (single-label: fewer than 2 of some label; multi-label: fewer than 10)."""
+    """k-fold scores, or None when there are too few examples.
+
+    Single-label: stratified, over the examples whose label has at least 2 of them (a label seen
+    once cannot be both trained on and tested), k = min(5, the rarest such label's count), and
+    k = 3 past `CV_BIG` examples (each fold is a full fit). Needs two such labels. Multi-label:
+    5 folds over every example, from 10 examples on. `extra` rows (label anchors) join every
+    training fold and no test fold."""
     from sklearn.metrics import f1_score
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    n = len(targets)
+    rows = list(range(len(targets)))
     if multi_label:
-        if n < 10:
+        if len(rows) < 10:
             return None
-        splits = list(KFold(n_splits=5, shuffle=True, random_state=0).split(x))
+        splits = list(KFold(n_splits=5, shuffle=True, random_state=0).split(rows))
     else:
-        y = [t[0] for t in targets]
-        smallest = min(y.count(label) for label in set(y))
-        if smallest < 2 or len(set(y)) < 2:
+        counts: dict[str, int] = {}
+        for t in targets:
+            counts[t[0]] = counts.get(t[0], 0) + 1
+        rows = [i for i in rows if counts[targets[i][0]] >= 2]
+        kept = {targets[i][0] for i in rows}
+        if len(kept) < 2:
             return None
-        k = min(5, smallest)
-        splits = list(StratifiedKFold(k, shuffle=True, random_state=0).split(x, y))
+        k = min(5 if len(rows) <= CV_BIG else 3, min(counts[label] for label in kept))
+        y = [targets[i][0] for i in rows]
+        splits = [
+            ([rows[i] for i in a], [rows[i] for i in b])
+            for a, b in StratifiedKFold(k, shuffle=True, random_state=0).split(rows, y)
+        ]
     truth: list[frozenset[str]] = []
     guess: list[frozenset[str]] = []
     for train, test in splits:
+        xf, tf = x[train], [targets[i] for i in train]
+        if extra is not None:
+            xf, tf = np.vstack([xf, extra[0]]).astype(np.float32), [*tf, *extra[1]]
         try:
-            model = fit(x[train], [targets[i] for i in train], multi_label, c)
+            model = fit(xf, tf, multi_label, c)
         except NotTrainable:
             return None
         for i, p in zip(test, model.predict_proba(x[test]), strict=True):
             truth.append(frozenset(targets[i]))
             guess.append(_decide(model, p))
-    labels = sorted({label for t in targets for label in t})
+    labels = sorted({label for t in truth for label in t})
     accuracy = sum(t == g for t, g in zip(truth, guess, strict=True)) / len(truth)
     t_bin = np.array([[label in t for label in labels] for t in truth])
     g_bin = np.array([[label in g for label in labels] for g in guess])

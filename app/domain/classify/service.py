@@ -147,8 +147,13 @@ class TextClassifier:
             raise ValidationFailed("zero-shot single-label classification needs two labels")
         phrases = [p for lab in labels for p in lab.phrases()]
         check_texts(phrases, self.limits.max_chars, "label phrase {}")
-        vectors = await self.embed([*texts, *phrases], lane)  # one round of batching
-        x, protos = np.stack(vectors[: len(texts)]), vectors[len(texts) :]
+        missing = list(dict.fromkeys(p for p in phrases if p not in self._phrases))
+        vectors = await self.embed([*texts, *missing], lane)  # one round of batching
+        x = np.stack(vectors[: len(texts)])
+        known = {p: self._phrases[p] for p in phrases if p in self._phrases}
+        known.update(zip(missing, vectors[len(texts) :], strict=True))
+        self._remember(known)
+        protos = [known[p] for p in phrases]
         sims = zeroshot.similarities(x, zeroshot.prototypes(labels, protos))
         scores = zeroshot.scores(sims)
         names = tuple(lab.name for lab in labels)
@@ -157,6 +162,14 @@ class TextClassifier:
             for s, sim in zip(scores, sims, strict=True)
         ]
         return self._result("zero-shot", "zero-shot", out, t0)
+
+    def _remember(self, vectors: dict[str, Vector]) -> None:
+        """Label phrase embeddings, most recently used kept (at most `PHRASE_CACHE`)."""
+        for phrase, v in vectors.items():
+            self._phrases[phrase] = v
+            self._phrases.move_to_end(phrase)
+        while len(self._phrases) > PHRASE_CACHE:
+            self._phrases.popitem(last=False)
 
     async def _model(self, project: str) -> tuple[str, LinearModel] | None:
         """The newest stored model, parsed once per tag."""

@@ -29,8 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from app.domain.classify.linear import DEFAULT_C, LinearModel, NotTrainable, cross_validate, fit
+from app.domain.classify.linear import (
+    LinearModel,
+    Matrix,
+    NotTrainable,
+    anchored,
+    choose_c,
+    cross_validate,
+    fit,
+)
 from app.domain.classify.store import ModelRow, ProjectStore
+from app.domain.classify.zeroshot import readable
 from app.errors import PrelabelError
 from app.inference.embedder import Vector
 
@@ -41,13 +50,20 @@ FitFn = Callable[..., tuple[LinearModel, dict[str, Any]]]
 
 
 def fit_and_score(
-    x: np.ndarray[Any, Any], targets: Sequence[Sequence[str]], multi_label: bool, c: float
+    x: Matrix,
+    targets: Sequence[Sequence[str]],
+    multi_label: bool,
+    anchors: Matrix | None = None,
+    anchor_labels: Sequence[str] = (),
 ) -> tuple[LinearModel, dict[str, Any]]:
-    """Blocking: the model on every example, plus k-fold scores when there are enough."""
+    """Blocking: the model on every example plus the label anchors, and k-fold scores (over the
+    examples; the anchors train every fold) when there are enough."""
     t0 = time.perf_counter()
-    model = fit(x, targets, multi_label, c)
+    xa, ta = anchored(x, targets, anchors, anchor_labels)
+    model = fit(xa, ta, multi_label)
     fit_s = time.perf_counter() - t0
-    cv = cross_validate(x, targets, multi_label, c)
+    extra = None if anchors is None else (anchors, [(a,) for a in anchor_labels])
+    cv = cross_validate(x, targets, multi_label, choose_c(len(ta)), extra)
     return model, {
         "fit_s": round(fit_s, 3),
         "cv_s": round(time.perf_counter() - t0 - fit_s, 3),
@@ -73,14 +89,12 @@ class Trainer:
         embed: Embed,
         vector_model: str,
         timeout_s: float,
-        c: float = DEFAULT_C,
         fit_fn: FitFn = fit_and_score,
     ) -> None:
         self.store = store
         self.embed = embed
         self.vector_model = vector_model  # embedder name + version: cached vectors match it
         self.timeout_s = timeout_s
-        self.c = c
         self.fit_fn = fit_fn
         self._states: dict[str, TrainState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -156,7 +170,12 @@ class Trainer:
             await asyncio.to_thread(self.store.set_vectors, project, self.vector_model, pairs)
         new = {r.key: v for r, v in zip(stale, fresh, strict=True)}
         x = np.stack([new[r.key] if r.key in new else _vector(r.vector) for r in rows])
-        digest = self._hash(proj.multi_label, [(r.key, r.text, r.labels) for r in rows])
+        # Label anchors: the declared label set, else every label the examples use.
+        anchor_labels = list(proj.labels) if proj.labels else sorted(distinct)
+        anchors = np.stack(await self.embed([readable(a) for a in anchor_labels]))
+        digest = self._hash(
+            proj.multi_label, anchor_labels, [(r.key, r.text, r.labels) for r in rows]
+        )
         latest = await asyncio.to_thread(self.store.latest_model, project)
         if latest is not None and latest.tag.endswith(f"-{digest}"):
             st.note = "examples unchanged since the newest model"
@@ -164,7 +183,9 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             model, scores = await asyncio.wait_for(
-                asyncio.to_thread(self.fit_fn, x, targets, proj.multi_label, self.c),
+                asyncio.to_thread(
+                    self.fit_fn, x, targets, proj.multi_label, anchors, anchor_labels
+                ),
                 self.timeout_s,
             )
         except NotTrainable as e:
@@ -195,8 +216,10 @@ class Trainer:
         log.info("project %s: model %s (%d examples)", project, row.tag, len(rows))
         return row
 
-    def _hash(self, multi_label: bool, items: list[tuple[str, str, tuple[str, ...]]]) -> str:
-        h = hashlib.sha256(json.dumps([self.vector_model, self.c, multi_label]).encode())
+    def _hash(
+        self, multi_label: bool, anchors: list[str], items: list[tuple[str, str, tuple[str, ...]]]
+    ) -> str:
+        h = hashlib.sha256(json.dumps([self.vector_model, multi_label, anchors]).encode())
         for key, text, labels in items:
             h.update(json.dumps([key, text, list(labels)]).encode())
         return h.hexdigest()[:8]
