@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,6 +35,25 @@ class Stage:
 
 
 @cache
+def global_args() -> dict[str, str]:
+    """The build arguments declared before the first FROM, with their defaults."""
+    out: dict[str, str] = {}
+    for ins in DockerfileParser(path=str(DOCKERFILE)).structure:
+        if ins["instruction"] == "FROM":
+            break
+        if ins["instruction"] == "ARG":
+            key, _, default = ins["value"].partition("=")
+            out[key] = default
+    return out
+
+
+def resolve(base: str, build_args: dict[str, str] | None = None) -> str:
+    """A FROM value with the global build arguments substituted (defaults, then build_args)."""
+    values = {**global_args(), **(build_args or {})}
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], base)
+
+
+@cache
 def stages() -> dict[str, Stage]:
     """Stages by name, in file order (the last one is what a plain `docker build` makes)."""
     parser = DockerfileParser(path=str(DOCKERFILE))
@@ -49,13 +69,14 @@ def stages() -> dict[str, Stage]:
     return out
 
 
-def lineage(name: str) -> list[Stage]:
-    """`name`'s stage and the stages it is built FROM, nearest first."""
+def lineage(name: str, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """`name`'s stage and the stages it is built FROM, nearest first (FROM values resolved
+    with the global build arguments' defaults, overridden by build_args)."""
     chain = []
     all_stages = stages()
     while name in all_stages:
         chain.append(all_stages[name])
-        name = all_stages[name].base
+        name = resolve(all_stages[name].base, build_args)
     return chain
 
 

@@ -42,10 +42,33 @@ def test_stages_and_default_target() -> None:
     stages = image.stages()
     assert list(stages)[-1] == "cpu"  # `docker build .` makes the CPU image
     assert stages["gpu"].base == stages["cpu"].base == "runtime"
-    assert stages["runtime"].base == stages["build"].base == "base"
-    assert stages["base"].base.startswith("python:3.11-slim")
-    # The venv's python3 is the base image's: build and runtime share it.
-    assert image.lineage("runtime")[-1] is image.lineage("build")[-1]
+    assert stages["runtime"].base == "base"
+    # The base is a build argument, the public Python image by default.
+    assert stages["base"].base == "${BASE_IMAGE}"
+    assert image.global_args()["BASE_IMAGE"].startswith("python:3.11-slim")
+    # The venv's python3 is the base image's: build and runtime share it, in both modes.
+    for source in ("online", "offline"):
+        chain = image.lineage("build", {"PRELABEL_SOURCE": source})
+        assert [s.name for s in chain] == ["build", f"build-{source}", "base"]
+        assert image.lineage("runtime")[-1] is chain[-1]
+    assert image.global_args()["PRELABEL_SOURCE"] == "online"
+
+
+def test_offline_mode_downloads_nothing() -> None:
+    """PRELABEL_SOURCE=offline: no Node image (npm), pip installs from the context's wheelhouse
+    only, for the extras being built; the online stage is the one that brings npm."""
+    online, offline = image.stages()["build-online"], image.stages()["build-offline"]
+    assert any(v.startswith("--from=node ") for v in online.values("COPY"))
+    assert not any("node" in v for _, v in offline.instructions)
+    assert offline.values("COPY") == ["wheelhouse/${PRELABEL_EXTRAS} /opt/wheelhouse"]
+    assert offline.env() == {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/opt/wheelhouse"}
+    assert "PRELABEL_EXTRAS" in offline.values("ARG")
+    # Only the build stage sees the wheels: the runtime copies the venv, not /opt/wheelhouse.
+    assert image.stages()["runtime"].values("COPY")[0] == "--from=build /opt/prelabel /opt/prelabel"
+    # scripts/wheelhouse.sh fills wheelhouse/EXTRAS, with the build backend setup.sh needs.
+    script = (ROOT / "scripts/wheelhouse.sh").read_text(encoding="utf-8")
+    assert 'dest="wheelhouse/$extras"' in script
+    assert '["build-system"]["requires"]' in script
 
 
 def test_setup_is_the_readme_command_with_the_same_extras() -> None:
@@ -127,10 +150,11 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
         for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.startswith("#")
     ]
-    for excluded in (".git", ".venv", "models/minisam", "models/pii", ".env", "tests"):
+    for excluded in (".git", ".venv", ".env", "tests"):
         assert excluded in lines, excluded
-    for needed in ("pyproject.toml", "README.md", "app", "models"):
-        assert needed not in lines
+    # Fetched model files and the wheelhouse travel in the context (the offline build's inputs).
+    for needed in ("pyproject.toml", "README.md", "app", "models", "wheelhouse"):
+        assert not any(ln.strip("/*") == needed or ln.startswith(needed + "/") for ln in lines)
     assert "!scripts/setup.sh" in lines
 
 
@@ -198,3 +222,20 @@ def test_checkov_skips_carry_reasons() -> None:
                 skips.append((path.name, line))
                 assert re.search(r"CKV2?_[A-Z0-9]+_\d+\s*[=:]\s*\S.{10,}", line), line
     assert skips  # the image digest exception, at least
+
+
+def test_image_check_keys_every_copy_source() -> None:
+    """scripts/check_image.sh reuses an image when none of its inputs changed: every file the
+    Dockerfile COPYs from the context (and the Dockerfile and .dockerignore) must be one."""
+    script = (ROOT / "scripts/check_image.sh").read_text(encoding="utf-8")
+    match = re.search(r"^inputs=\((.*?)\)$", script, re.M | re.S)
+    assert match, "inputs=(...) missing in scripts/check_image.sh"
+    inputs = {w.strip('"').replace("$extras", "${PRELABEL_EXTRAS}") for w in match.group(1).split()}
+    assert {"Dockerfile", ".dockerignore"} <= inputs
+    sources = set()
+    for stage in image.stages().values():
+        for value in stage.values("COPY"):
+            if not value.startswith("--from="):
+                sources.update(value.split()[:-1])
+    assert sources
+    assert sources <= inputs, sources - inputs
