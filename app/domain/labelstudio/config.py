@@ -6,6 +6,8 @@ Only what predictions need is read: control tags `RectangleLabels`, `BrushLabels
 reads them), each with `name` (a result's `from_name`), `toName` (its `to_name`, comma-separated
 when a control serves several objects), the object tags those name (`Image`, `Text`, ... with
 their `value`, such as "$image"), the `<Label>` children and the `smart` / `smartOnly` flags.
+A `<Label>` belongs to its nearest enclosing control. Parsing is linear in the document and
+bounded (MAX_CONFIG_CHARS, MAX_ELEMENTS, MAX_DEPTH); `ConfigCache` keeps parsed configs.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from app.domain.labelstudio.pending import PendingResults
 from app.domain.labelstudio.projects import LsAccess, LsProject, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor, task_data
 from app.domain.segmentation import SegmentationService
-from app.errors import BadInput, PrelabelError
+from app.errors import BadInput, PrelabelError, ValidationFailed
 from app.inference.batcher import Lane
 from app.inference.cache import TTLCache
 
@@ -163,15 +163,13 @@ class LabelStudioPredictor:
         """One entry per task, in order: a prediction, or [] (not finished or failed)."""
         regions = context_regions(params, self.max_regions)
         if regions is not None and len(tasks) != 1:
-            raise BadInput("an interactive request carries exactly one task")
+            raise ValidationFailed("an interactive request (params.context.result) has one task")
         project = self.project(project_id, label_config)
         config = await self.config(project.schema)
         if regions is not None:
             return [await self._interactive(tasks[0], regions, config, project)]
         lane = Lane.INTERACTIVE if len(tasks) == 1 else Lane.BULK
-        jobs = [
-            (task_key(project, task), self._job(task, config, project, lane)) for task in tasks
-        ]
+        jobs = [(task_key(project, task), self._job(task, config, project, lane)) for task in tasks]
         done = await self.pending.within(jobs, self.budget_s)
         return [got if isinstance(got, dict) else [] for got in done]
 

@@ -99,12 +99,6 @@ class LsProject:
     access: LsAccess
     model_version: str
 
-    @property
-    def number(self) -> int | None:
-        """Label Studio's numeric project id (the part before the dot), when it is one."""
-        head = self.project.split(".", 1)[0]
-        return int(head) if head.isdigit() and len(head) < 19 else None
-
 
 class LsProjects:
     """Thread-safe registry of connected projects, the `max_projects` most recently set up or
