@@ -86,6 +86,13 @@ def test_multi_label_threshold_is_on_similarity(client: TestClient) -> None:
         ({"texts": ["x"], "labels": ["a", " "]}, "labels[1] is empty"),
         ({"texts": ["x" * 20_001], "labels": INTENTS}, "max 20000"),
         ({"texts": ["x"] * 65, "labels": INTENTS}, "at most 64"),
+        (
+            {
+                "texts": ["x"],
+                "labels": [{"name": f"l{i}", "examples": ["e"] * 20} for i in range(100)],
+            },
+            "at most 2000",
+        ),
         ({"texts": ["x"], "labels": INTENTS, "top_k": 0}, None),
     ],
 )
@@ -96,6 +103,16 @@ def test_bad_requests_are_422(client: TestClient, body: dict[str, object], messa
     assert err["code"] == "validation_error"
     if message:
         assert message in err["message"]
+
+
+def test_many_labels_are_embedded_in_chunks_and_cached(client: TestClient) -> None:
+    """300 labels: more label phrases than the batcher queues at once (256), all answered."""
+    labels = [f"topic number {i}" for i in range(299)] + ["refund_request"]
+    r = client.post("/v1/classify", json={"texts": ["I want a refund"], "labels": labels})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["labels"] == ["refund_request"]
+    cached = client.app.state.runtime.classifier._phrases  # type: ignore[attr-defined]
+    assert {"topic number 0", "refund request"} <= set(cached)
 
 
 def test_unknown_project_is_404(client: TestClient) -> None:

@@ -30,6 +30,8 @@ from app.inference.embedder import Vector
 from app.inference.registry import LoadedEmbedder, ModelRegistry
 
 BULK_CHUNK = 32  # texts in flight at once when embedding many (the batcher's queue is bounded)
+INTERACTIVE_CHUNK = 128  # a request's texts and label phrases, under PRELABEL_MAX_QUEUE's 256
+MAX_PHRASES = 2000  # label names, descriptions and examples in one zero-shot request
 PHRASE_CACHE = 4096  # label phrases whose embeddings are kept
 
 
@@ -85,10 +87,10 @@ class TextClassifier:
         return f"{spec.name}@{spec.version}"
 
     async def embed(self, texts: Sequence[str], lane: Lane = Lane.INTERACTIVE) -> list[Vector]:
-        """[D] unit vectors, in order. Bulk work goes in chunks of `BULK_CHUNK`."""
+        """[D] unit vectors, in order, submitted in chunks (the batcher's queue is bounded)."""
         b = self._embedder().batcher
         out: list[Vector] = []
-        step = len(texts) if lane == Lane.INTERACTIVE else BULK_CHUNK
+        step = INTERACTIVE_CHUNK if lane == Lane.INTERACTIVE else BULK_CHUNK
         for i in range(0, len(texts), max(1, step)):
             chunk = texts[i : i + step]
             out.extend(await asyncio.gather(*(b.submit(t, lane, self.timeout_s) for t in chunk)))
@@ -146,6 +148,10 @@ class TextClassifier:
         if len(labels) < (1 if multi else 2):
             raise ValidationFailed("zero-shot single-label classification needs two labels")
         phrases = [p for lab in labels for p in lab.phrases()]
+        if len(phrases) > MAX_PHRASES:
+            raise ValidationFailed(
+                f"{len(phrases)} label names, descriptions and examples; at most {MAX_PHRASES}"
+            )
         check_texts(phrases, self.limits.max_chars, "label phrase {}")
         missing = list(dict.fromkeys(p for p in phrases if p not in self._phrases))
         vectors = await self.embed([*texts, *missing], lane)  # one round of batching

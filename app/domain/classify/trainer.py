@@ -5,7 +5,8 @@ it marks the project dirty and the running task trains once more when it ends (s
 example uploads costs at most two runs). A run:
 
 1. reads the examples (worker thread), embeds those without a cached vector on the bulk lane of
-   the embedder's batcher, and caches the vectors in the store;
+   the embedder's batcher, and caches the vectors in the store; embeds the label anchors (the
+   declared label set, else the labels the examples use; see `linear.py`);
 2. fits the classifier and its cross-validation on a worker thread, waited for at most
    `timeout_s` (a run past it is a failure; its thread ends on its own, as `fit` is bounded by
    `MAX_ITER` iterations, and its result is thrown away);
