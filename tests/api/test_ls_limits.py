@@ -4,7 +4,9 @@ project registry, and the TASKS_CREATED precomputations in flight."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -132,3 +134,23 @@ def test_precomputations_in_flight_are_capped(client: TestClient) -> None:
             reason="over_capacity",
         )
         assert after == before + 3
+
+
+def test_a_failed_webhook_action_is_acknowledged_logged_once_and_counted(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    saved = rt.events.path
+    rt.events.path = tmp_path  # a directory: appending to it fails (IsADirectoryError)
+    labels = {"kind": "webhook", "reason": "internal_error"}
+    before = metric(client, "prelabel_ls_background_failures_total", **labels)
+    try:
+        with caplog.at_level(logging.INFO):
+            event = {"action": "ANNOTATION_CREATED", "project": {"id": 630}}
+            r = client.post("/webhook", json=event)
+    finally:
+        rt.events.path = saved
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    lines = [x for x in caplog.records if "label studio webhook failed" in x.getMessage()]
+    assert len(lines) == 1 and "project=630" in lines[0].getMessage() and not lines[0].exc_info
+    assert metric(client, "prelabel_ls_background_failures_total", **labels) == before + 1
