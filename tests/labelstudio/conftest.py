@@ -115,3 +115,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ls.close()
         for service in services.values():
             service.stop()
+    # Every background failure is expected to be one log line, never a traceback (issue 10).
+    for name, service in services.items():
+        if name.startswith("prelabel"):
+            log = service.text()
+            for bad in ("Traceback", "Future exception was never retrieved"):
+                assert bad not in log, f"{name}'s log has {bad!r}: {service.log}"

@@ -59,8 +59,11 @@ class LabelStudio:
         body = {"title": title, "label_config": config, **options}
         return int(self.call("POST", "/api/projects", json=body)["id"])
 
-    def local_files(self, project: int, path: str, regex: str = r".*\.(png|jpg)") -> None:
-        """A Local Files storage on `path` (under the document root), synced."""
+    def local_files(
+        self, project: int, path: str, regex: str = r".*\.(png|jpg)", sync: bool = True
+    ) -> None:
+        """A Local Files storage on `path` (under the document root), synced unless told not
+        to (Label Studio serves `/data/local-files/` below any such storage of the project)."""
         body = {
             "project": project,
             "path": path,
@@ -69,7 +72,8 @@ class LabelStudio:
             "title": "local",
         }
         storage = self.call("POST", "/api/storages/localfiles", json=body)
-        self.call("POST", f"/api/storages/localfiles/{storage['id']}/sync")
+        if sync:
+            self.call("POST", f"/api/storages/localfiles/{storage['id']}/sync")
 
     def s3(self, project: int, endpoint: str, bucket: str, prefix: str, presign: bool) -> None:
         """An S3 storage on `endpoint` (moto), one task per object, synced."""

@@ -5,8 +5,9 @@ are on what Label Studio stored (or relayed, for the editor's smart clicks).
 
 What Label Studio sends the backend as task data (`TaskSimpleSerializer`, unresolved; the same as
 `GET /api/tasks/<id>?resolve_uri=false`), checked in `test_task_data_as_label_studio_sends_it`:
-- Local Files: `/data/local-files/?d=images/astronaut.png` (io_storages/localfiles/models.py),
-  served by data_import/api.py only below a Local Files storage of the project;
+- Local Files: `/data/local-files/?d=images/astronaut.png` (io_storages/localfiles/models.py;
+  `<HOST>/data/local-files/?d=...` when Label Studio's HOST is set: the `local-files-url` case),
+  served by io_storages/localfiles/views.py only below a Local Files storage the user can see;
 - upload: `/data/upload/<project>/<8 hex>-astronaut.png` (data_import/models.py FileUpload);
 - S3: `s3://<bucket>/<key>`; Label Studio resolves it at
   `/tasks/<id>/resolve/?fileuri=<base64url(s3://...)>` (io_storages/proxy_api.py): a 303 to a
@@ -46,9 +47,10 @@ CONFIG = """<View>
   <RectangleLabels name="sbox" toName="image" smart="true"><Label value="Person"/></RectangleLabels>
 </View>"""
 
-STORAGES = ("local-files", "upload", "s3-presigned", "s3-proxied")
+STORAGES = ("local-files", "local-files-url", "upload", "s3-presigned", "s3-proxied")
 SENT = {
     "local-files": r"/data/local-files/\?d=images/{name}",
+    "local-files-url": r"http://localhost:\d+/data/local-files/\?d=images/{name}",
     "upload": r"/data/upload/\d+/[0-9a-f]{{8}}-{name}",
     "s3-presigned": rf"s3://{BUCKET}/photos/{{name}}",
     "s3-proxied": rf"s3://{BUCKET}/photos/{{name}}",
@@ -68,6 +70,12 @@ def make_project(stack: Stack, storage: str) -> Project:
     pid = ls.project(f"images on {storage}", CONFIG, show_collab_predictions=True)
     if storage == "local-files":
         ls.local_files(pid, str(stack.work / "files" / "images"))
+    elif storage == "local-files-url":
+        # What Label Studio stores for Local Files when its HOST is set: an absolute URL on
+        # itself (imported as JSON here, on a storage that is not synced).
+        ls.local_files(pid, str(stack.work / "files" / "images"), sync=False)
+        url = stack.ls_hostname + "/data/local-files/?d=images/"
+        ls.import_tasks(pid, [{"image": url + name} for name in IMAGES])
     elif storage == "upload":
         for name in IMAGES:
             ls.upload(pid, name, stack.image(name), "image/png")
