@@ -274,6 +274,11 @@ class Settings(BaseSettings):
         description="SQLite file for project examples and classifiers (/v1/projects); unset: "
         "kept in memory and lost at exit.",
     )
+    state_dsn: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN for project examples and classifiers, shared by replicas "
+        "(instead of PRELABEL_STATE_DB).",
+    )
     max_examples_per_call: int = Field(default=10_000, ge=1, le=1_000_000)
     max_project_examples: int = Field(default=100_000, ge=1)
     train_timeout_s: float = Field(

@@ -12,9 +12,11 @@ from PIL import Image
 
 from app.config import Settings
 from app.domain.classify.limits import Limits as ClassifyLimits
+from app.domain.classify.postgres_store import PostgresProjectStore
 from app.domain.classify.projects import Projects
 from app.domain.classify.service import TextClassifier
 from app.domain.classify.sqlite_store import SqliteProjectStore
+from app.domain.classify.store import ProjectStore
 from app.domain.classify.trainer import Trainer
 from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
@@ -94,8 +96,13 @@ class Runtime:
             self.low_res,
         )
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
-        # Text classification: project examples and models in `state_db` (memory when unset).
-        self.project_store = SqliteProjectStore(s.state_db)
+        # Text classification: project examples and models in PostgreSQL (`state_dsn`, shared by
+        # replicas) or SQLite (`state_db`; in memory when unset).
+        self.project_store: ProjectStore = (
+            PostgresProjectStore(s.state_dsn.get_secret_value())
+            if s.state_dsn is not None
+            else SqliteProjectStore(s.state_db)
+        )
         climits = ClassifyLimits(
             s.max_texts, s.max_text_chars, s.max_examples_per_call, s.max_project_examples
         )
@@ -199,6 +206,7 @@ class Runtime:
         await self.url_fetcher.aclose()
         if self.projects.trainer is not None:
             await self.projects.trainer.stop()
+        await asyncio.to_thread(self.project_store.close)
         if self.drain_deadline is not None:  # SIGTERM: stay inside the grace period
             left = self.drain_deadline - time.monotonic()
             drain_timeout_s = max(0.1, min(drain_timeout_s, left))

@@ -199,3 +199,25 @@ def test_ownership_follows_the_jobs_rules(tmp_path: Path) -> None:
         r = c.post("/v1/classify", json={"texts": UNSEEN, "project": "a"}, headers=as_["alice"])
         assert r.json()["mode"] == "few-shot"
         assert c.delete("/v1/projects/a", headers=as_["root"]).status_code == 200
+
+
+def test_two_replicas_on_postgresql_agree_after_a_retrain(tmp_path: Path) -> None:
+    """A real PostgreSQL server: a retrain on one replica is served by the other at once, and a
+    third started afterwards (a restart) serves it too."""
+    from tests.postgres_server import postgres_server
+
+    with postgres_server() as dsn:
+        s = settings(tmp_path / "unused.db", auto_train=False, state_dsn=dsn)
+        with TestClient(create_app(s)) as a, TestClient(create_app(s)) as b:
+            a.post("/v1/projects/support/examples", json={"examples": examples(3)})
+            v1 = a.post("/v1/projects/support/train?wait=true").json()["version"]
+            r = b.post("/v1/classify", json={"texts": UNSEEN, "project": "support"}).json()
+            assert r["mode"] == "few-shot" and r["model_version"] == v1
+            b.post("/v1/projects/support/examples", json={"examples": examples()})
+            v2 = b.post("/v1/projects/support/train?wait=true").json()
+            assert v2["version"].startswith("2-") and v2["trained_on"] == 18
+            r = a.post("/v1/classify", json={"texts": UNSEEN, "project": "support"}).json()
+            assert r["model_version"] == v2["version"]
+            assert [res["labels"] for res in r["results"]] == [["refund"], ["bug"]]
+        with TestClient(create_app(s)) as c:
+            assert c.get("/v1/projects/support/model").json()["version"] == v2["version"]

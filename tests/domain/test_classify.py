@@ -13,7 +13,7 @@ import pytest
 
 from app.domain.classify import zeroshot
 from app.domain.classify.linear import LinearModel, NotTrainable, anchored, cross_validate, fit
-from app.domain.classify.sqlite_store import KEEP_MODELS, SqliteProjectStore
+from app.domain.classify.sqlite_store import SqliteProjectStore
 from app.domain.classify.store import ExampleIn
 from app.domain.classify.trainer import Trainer, fit_and_score
 from app.inference.embedder import SentenceEmbedder, Vector
@@ -163,42 +163,6 @@ def test_zero_shot_picks_the_matching_intent(embedder: SentenceEmbedder) -> None
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
     assert scores[0].argmax() == 0 and scores[1].argmax() == 1
     assert (np.argsort(scores, axis=1) == np.argsort(sims, axis=1)).all()
-
-
-# --- the store --------------------------------------------------------------------------------
-
-
-def test_store_replaces_by_key_and_drops_a_stale_vector(tmp_path: Path) -> None:
-    store = SqliteProjectStore(tmp_path / "state.db")
-    store.create_project("p", "alice", None, False, 1.0)
-    assert store.add_examples("p", [ExampleIn("k1", "hello", ("a",))], 2.0) == 1
-    store.set_vectors("p", "m@1", [("k1", b"\x00" * 8)])
-    store.add_examples("p", [ExampleIn("k1", "hello", ("b",)), ExampleIn("k2", "x", ("b",))], 3.0)
-    (k1, _) = store.examples("p")
-    assert k1.labels == ("b",) and k1.vector == b"\x00" * 8  # same text: vector kept
-    store.add_examples("p", [ExampleIn("k1", "goodbye", ("b",))], 4.0)
-    assert store.examples("p")[0].vector is None  # new text: vector dropped
-    assert store.label_counts("p") == {"b": 2}
-    assert store.get_project("p").revision == 3  # type: ignore[union-attr]
-    assert store.delete_examples("p", ["k2", "nope"], 5.0) == 1
-    assert store.count_examples("p") == 1
-
-
-def test_versions_increase_and_old_ones_are_pruned(tmp_path: Path) -> None:
-    store = SqliteProjectStore(tmp_path / "state.db")
-    store.create_project("p", None, None, False, 1.0)
-    tags = [store.save_model("p", f"h{i}", 0, "{}", "{}", float(i)).tag for i in range(5)]
-    assert tags == ["1-h0", "2-h1", "3-h2", "4-h3", "5-h4"]
-    other = SqliteProjectStore(tmp_path / "state.db")  # a second replica on the same file
-    assert other.latest_model_tag("p") == "5-h4"
-    assert other.save_model("p", "x", 0, "{}", "{}", 9.0).version == 6
-    assert store.latest_model("p").tag == "6-x"  # type: ignore[union-attr]
-    db = store._db
-    assert db is not None
-    (n,) = db.execute("SELECT COUNT(*) FROM models WHERE project = 'p'").fetchone()
-    assert n == KEEP_MODELS
-    assert store.delete_project("p") and store.latest_model_tag("p") is None
-    assert not store.delete_project("p")
 
 
 # --- the trainer ------------------------------------------------------------------------------

@@ -60,20 +60,27 @@ class SqliteProjectStore:
     def __init__(self, path: Path | None) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            ":memory:" if path is None else path, check_same_thread=False, isolation_level=None
+        self._db: sqlite3.Connection | None = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            ":memory:" if self._path is None else self._path,
+            check_same_thread=False,
+            isolation_level=None,
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")  # another process on the same file
-        self._db.executescript(_SCHEMA)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")  # another process on the same file
+        db.executescript(_SCHEMA)
+        return db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._db is None:
-                raise RuntimeError("the project store is closed")
+                self._db = self._open()
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -84,6 +91,8 @@ class SqliteProjectStore:
                 raise
 
     def close(self) -> None:
+        """Close the connection (the runtime's stop); a later call opens the file again (an
+        in-memory store starts empty)."""
         with self._lock:
             if self._db is not None:
                 self._db.close()
