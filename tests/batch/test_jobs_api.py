@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -297,3 +298,90 @@ def test_jobs_disabled_without_a_database() -> None:
     r = TestClient(app, raise_server_exceptions=False).get("/v1/jobs")  # no lifespan: no models
     assert r.status_code == 503
     assert r.json()["error"]["message"] == "jobs are disabled: set PRELABEL_JOBS_DB"
+
+
+def test_unfinished_jobs_are_capped_per_key_and_in_all(tmp_path: Path) -> None:
+    """PRELABEL_MAX_ACTIVE_JOBS_PER_KEY = 1 and PRELABEL_MAX_ACTIVE_JOBS = 2: a second running
+    job of one key and a third in all are 429 `too_many_jobs`; cancelling one frees its place.
+    (Items are held inside the manager, the one fake: it keeps the jobs running.)"""
+    (tmp_path / "in").mkdir()
+    keys = {name: new_key() for name in ("alice", "bob", "carol")}
+    lines = [key_line(keys[n], "user", n) for n in keys]
+    s = settings(tmp_path, api_keys=lines, max_active_jobs_per_key=1, max_active_jobs=2)
+    with TestClient(create_app(s)) as c:
+        manager = c.app.state.runtime.jobs  # type: ignore[attr-defined]
+        never = asyncio.Event()
+
+        async def held(*args: Any) -> None:
+            try:
+                await never.wait()
+            finally:
+                manager._sem.release()
+
+        manager._one = held
+
+        def submit(who: str) -> Any:
+            auth = {"Authorization": f"Bearer {keys[who]}"}
+            return c.post("/v1/jobs", json={"task": "detect", "items": ["a.jpg"]}, headers=auth)
+
+        first = submit("alice")
+        assert first.status_code == 202
+        again = submit("alice")
+        assert again.status_code == 429, again.json()
+        assert again.json()["error"]["code"] == "too_many_jobs"
+        assert "per caller" in again.json()["error"]["message"]
+        assert submit("bob").status_code == 202
+        over = submit("carol")
+        assert (
+            over.status_code == 429
+            and "2 jobs are queued or running" in over.json()["error"]["message"]
+        )
+        alice = {"Authorization": f"Bearer {keys['alice']}"}
+        assert c.delete(f"/v1/jobs/{first.json()['id']}", headers=alice).status_code == 200
+        assert submit("carol").status_code == 202
+        assert submit("alice").status_code == 429  # the total is full again
+
+
+def test_a_refused_submission_leaves_no_items_behind(client: TestClient, root: Path) -> None:
+    """Items are stored while they are checked; a submission refused half-way (a path outside
+    the roots after 12,000 good ones) removes what it stored."""
+    items = [f"x/{i}.jpg" for i in range(12_000)] + ["../outside.jpg"]
+    r = client.post("/v1/jobs", json={"task": "detect", "items": items})
+    assert (
+        r.status_code == 422 and "not under an allowed input root" in r.json()["error"]["message"]
+    )
+    db = sqlite3.connect(root / "jobs.db")
+    try:
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM items WHERE job_id NOT IN (SELECT id FROM jobs)"
+        ).fetchone()[0]
+    finally:
+        db.close()
+    assert orphans == 0
+
+
+def test_a_job_stored_before_the_items_table_resumes(tmp_path: Path) -> None:
+    """Jobs from before kept their list in spec_json: on their next start it moves to `items`
+    and the job finishes."""
+    (tmp_path / "in").mkdir()
+    image = tmp_path / "in" / "astronaut.png"
+    shutil.copyfile(SKIMAGE_DATA / "astronaut.png", image)
+    with TestClient(create_app(settings(tmp_path))) as c:
+        r = c.post("/v1/jobs", json={"task": "detect", "items": [str(image)]})
+        job_id = r.json()["id"]
+        wait_for(c, job_id, ended)
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    with db:
+        doc = json.loads(db.execute("SELECT spec_json FROM jobs").fetchone()[0])
+        legacy = {**doc, "paths": [str(image)], "texts": None}
+        db.execute(
+            "UPDATE jobs SET state = 'running', done = 0, failed = 0, spec_json = ?",
+            (json.dumps(legacy),),
+        )
+        db.execute("DELETE FROM items")
+        db.execute("DELETE FROM results")
+    db.close()
+    with TestClient(create_app(settings(tmp_path))) as c:
+        job = wait_for(c, job_id, ended)
+        assert job["state"] == "done" and job["done"] == 1
+        assert result_lines(c, job_id)[0]["key"] == str(image)

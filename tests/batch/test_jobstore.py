@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.batch.jobs import speed
-from app.batch.jobstore import JobStore
+from app.batch.jobstore import DuplicateKey, ItemRow, JobStore
 
 
 def test_results_are_recorded_and_counted_exactly_once(tmp_path: Path) -> None:
@@ -71,3 +73,41 @@ def test_rate_and_eta_count_only_this_run(tmp_path: Path) -> None:
     store.finish("j", "done", now=110.0)
     row = store.get("j")
     assert row is not None and speed(row, now=999.0).eta_s == 0.0
+
+
+def test_items_are_stored_in_chunks_and_read_back_unfinished_in_order(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create("j", "detect", "nanodet-g", None, 5, "{}", 1.0, caller="addr:1")
+    store.add_items("j", [ItemRow(i, f"k{i}", None) for i in range(3)])
+    store.add_items("j", [ItemRow(i, f"k{i}", None) for i in range(3, 5)])
+    with pytest.raises(DuplicateKey):
+        store.add_items("j", [ItemRow(5, "k5", None), ItemRow(6, "k1", None)])
+    assert [r.key for r in store.pending_items("j")] == [
+        "k0",
+        "k1",
+        "k2",
+        "k3",
+        "k4",
+    ]  # k5 rolled back
+    store.add_result("j", "k1", True, "{}", 2.0)
+    store.add_result("j", "k3", False, '"x"', 2.0)
+    assert [r.seq for r in store.pending_items("j", -1, 2)] == [0, 2]
+    assert [r.seq for r in store.pending_items("j", 2)] == [4]
+    assert store.active() == 1 and store.active("addr:1") == 1 and store.active("key:x") == 0
+    store.finish("j", "done", 3.0)
+    assert store.active() == 0
+    store.close()
+
+
+def test_items_of_a_submission_that_never_became_a_job_are_dropped_on_open(
+    tmp_path: Path,
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.add_items("ghost", [ItemRow(0, "a", None)])
+    store.create("real", "ner", "en-core-web-sm", None, 1, "{}", 1.0)
+    store.add_items("real", [ItemRow(0, "0", "text")])
+    store.close()
+    store = JobStore(tmp_path / "jobs.db")
+    assert store.has_items("real") and not store.has_items("ghost")
+    assert store.pending_items("real") == [ItemRow(0, "0", "text")]
+    store.close()
