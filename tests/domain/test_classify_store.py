@@ -74,11 +74,13 @@ def test_replaces_by_key_and_drops_a_stale_vector(opener: Opener) -> None:
 def test_versions_increase_across_replicas_and_old_ones_are_pruned(opener: Opener) -> None:
     store = opener()
     store.create_project("p", None, None, False, 1.0)
-    tags = [store.save_model("p", f"h{i}", i, "{}", "{}", float(i)).tag for i in range(5)]
+    saved = [store.save_model("p", 1.0, f"h{i}", i, "{}", "{}", float(i)) for i in range(5)]
+    tags = [m.tag for m in saved if m is not None]
     assert tags == ["1-h0", "2-h1", "3-h2", "4-h3", "5-h4"]
     other = opener()  # a second replica on the same state
     assert other.latest_model_tag("p") == "5-h4"
-    assert other.save_model("p", "x", 9, '{"a": 1}', "{}", 9.0).version == 6
+    sixth = other.save_model("p", 1.0, "x", 9, '{"a": 1}', "{}", 9.0)
+    assert sixth is not None and sixth.version == 6
     newest = store.latest_model("p")
     assert newest is not None and (newest.tag, newest.revision, newest.payload) == (
         "6-x",
@@ -94,8 +96,19 @@ def test_only_the_newest_models_are_kept(opener: Opener) -> None:
     store = opener()
     store.create_project("p", None, None, False, 1.0)
     for i in range(KEEP_MODELS + 2):
-        store.save_model("p", "h", 0, "{}", "{}", float(i))
+        store.save_model("p", 1.0, "h", 0, "{}", "{}", float(i))
     assert store.latest_model("p").version == KEEP_MODELS + 2  # type: ignore[union-attr]
     store.delete_project("p")
-    store.create_project("p", None, None, False, 1.0)
+    store.create_project("p", None, None, False, 2.0)
     assert store.latest_model("p") is None  # a reset starts from nothing
+
+
+def test_a_model_trained_before_a_reset_is_not_stored(opener: Opener) -> None:
+    store = opener()
+    assert store.save_model("p", 1.0, "h", 0, "{}", "{}", 1.0) is None  # no such project
+    store.create_project("p", None, None, False, 1.0)
+    store.delete_project("p")
+    store.create_project("p", None, None, False, 2.0)  # the same name, another project
+    assert store.save_model("p", 1.0, "old", 0, "{}", "{}", 3.0) is None
+    assert store.latest_model_tag("p") is None
+    assert store.save_model("p", 2.0, "new", 0, "{}", "{}", 3.0) is not None

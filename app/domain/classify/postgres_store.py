@@ -174,10 +174,22 @@ class PostgresProjectStore:
             )
 
     def save_model(
-        self, name: str, hash8: str, revision: int, payload: str, metrics: str, now: float
-    ) -> ModelRow:
+        self,
+        name: str,
+        created: float,
+        hash8: str,
+        revision: int,
+        payload: str,
+        metrics: str,
+        now: float,
+    ) -> ModelRow | None:
         with self._tx() as cur:
-            cur.execute("SELECT 1 FROM prelabel_projects WHERE name = %s FOR UPDATE", (name,))
+            cur.execute(
+                "SELECT 1 FROM prelabel_projects WHERE name = %s AND created = %s FOR UPDATE",
+                (name, created),
+            )
+            if cur.fetchone() is None:
+                return None
             cur.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM prelabel_models WHERE project = %s",
                 (name,),

@@ -176,9 +176,21 @@ class SqliteProjectStore:
             )
 
     def save_model(
-        self, name: str, hash8: str, revision: int, payload: str, metrics: str, now: float
-    ) -> ModelRow:
+        self,
+        name: str,
+        created: float,
+        hash8: str,
+        revision: int,
+        payload: str,
+        metrics: str,
+        now: float,
+    ) -> ModelRow | None:
         with self._tx() as db:
+            same = db.execute(
+                "SELECT 1 FROM projects WHERE name = ? AND created = ?", (name, created)
+            ).fetchone()
+            if same is None:
+                return None
             (latest,) = db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM models WHERE project = ?", (name,)
             ).fetchone()

@@ -86,9 +86,18 @@ class ProjectStore(Protocol):
         ...
 
     def save_model(
-        self, name: str, hash8: str, revision: int, payload: str, metrics: str, now: float
-    ) -> ModelRow:
-        """Store the next version (and keep only the newest few)."""
+        self,
+        name: str,
+        created: float,
+        hash8: str,
+        revision: int,
+        payload: str,
+        metrics: str,
+        now: float,
+    ) -> ModelRow | None:
+        """Store the next version (and keep only the newest few). None, storing nothing, when
+        the project is gone or is another one of that name (its `created` differs): a model
+        trained before a reset never serves after it."""
         ...
 
     def latest_model(self, name: str) -> ModelRow | None: ...

@@ -207,12 +207,16 @@ class Trainer:
         row = await asyncio.to_thread(
             self.store.save_model,
             project,
+            proj.created,
             digest,
             proj.revision,
             json.dumps(model.to_json()),
             json.dumps(metrics),
             time.time(),
         )
+        if row is None:
+            st.note = "the project was deleted while it trained; nothing stored"
+            return None
         st.note = None
         log.info("project %s: model %s (%d examples)", project, row.tag, len(rows))
         return row
