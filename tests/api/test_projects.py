@@ -163,6 +163,20 @@ def test_two_replicas_on_one_store_serve_the_newest_model(tmp_path: Path) -> Non
         )
 
 
+def test_removing_examples_by_key_retrains_without_them(client: TestClient) -> None:
+    ex = [{**e, "key": f"task-{i}"} for i, e in enumerate(examples(3))]
+    client.post("/v1/projects/r/examples", json={"examples": ex})
+    v1 = client.post("/v1/projects/r/train?wait=true").json()
+    r = client.post("/v1/projects/r/examples/delete", json={"keys": ["task-0", "nope"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["removed"] == 1 and r.json()["model"]["examples"] == 8
+    v2 = client.post("/v1/projects/r/train?wait=true").json()
+    assert v2["version"] != v1["version"] and v2["trained_on"] == 8
+    assert v2["examples_per_label"] == {"bug": 3, "praise": 3, "refund": 2}
+    r = client.post("/v1/projects/r/examples/delete", json={"keys": []})
+    assert r.status_code == 422
+
+
 def test_delete_resets(client: TestClient) -> None:
     client.post("/v1/projects/gone/examples", json={"examples": examples(2)})
     client.post("/v1/projects/gone/train?wait=true")

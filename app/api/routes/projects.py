@@ -110,6 +110,28 @@ async def add_examples(project: str, body: ExamplesIn, request: Request) -> Resp
     return json_response(_out(info))
 
 
+class KeysIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(description="The examples' keys (yours, or the text hashes).")
+
+
+class RemovedOut(BaseModel):
+    removed: int
+    model: ModelOut
+
+
+@router.post(
+    "/{project}/examples/delete", response_model=RemovedOut, summary="Remove examples by key"
+)
+async def remove_examples(project: str, body: KeysIn, request: Request) -> Response:
+    """Keys that do not exist are ignored; a removal retrains in the background."""
+    gone, info = await runtime_of(request).projects.remove_examples(
+        project, principal_of(request), body.keys
+    )
+    return json_response(RemovedOut(removed=gone, model=_out(info)))
+
+
 @router.post("/{project}/train", response_model=ModelOut, summary="Retrain now")
 async def train(
     project: str,

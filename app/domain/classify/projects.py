@@ -135,6 +135,21 @@ class Projects:
             self._trainer().request(name)
         return await self.info(name, who)
 
+    async def remove_examples(
+        self, name: str, who: Principal | None, keys: Sequence[str]
+    ) -> tuple[int, ModelInfo]:
+        """Delete examples by key (a label withdrawn); retrain like an upload. Returns how many
+        existed."""
+        await self.visible(name, who)
+        if not keys:
+            raise ValidationFailed("keys is empty")
+        if len(keys) > self.limits.max_examples:
+            raise ValidationFailed(f"{len(keys)} keys; at most {self.limits.max_examples}")
+        gone = await asyncio.to_thread(self.store.delete_examples, name, keys, time.time())
+        if gone and self.auto_train:
+            self._trainer().request(name)
+        return gone, await self.info(name, who)
+
     async def train(self, name: str, who: Principal | None, wait: bool) -> ModelInfo:
         await self.visible(name, who)
         trainer = self._trainer()
