@@ -49,6 +49,7 @@ def test_parses_controls_objects_and_labels() -> None:
         ("BrushLabels", "brush", "image"),
         ("KeyPointLabels", "kp", "image"),
         ("PolygonLabels", "poly", "image"),
+        ("Choices", "quality", "image"),
         ("Labels", "ner", "caption"),
     ]
     assert cfg.objects == (
@@ -69,8 +70,28 @@ def test_parses_controls_objects_and_labels() -> None:
     assert ner.result_type == "labels" and ner.object == ObjectTag("Text", "caption", "$caption")
     assert [c.name for c in cfg.controls_for("rectanglelabels", "Image")] == ["box"]
     assert cfg.controls_for("Labels", "Image") == []
+    quality = cfg.control("quality")
+    assert quality.result_type == "choices" and quality.labels == (Label("good"),)
+    assert (quality.multiple, quality.per_region) == (False, False)
     with pytest.raises(KeyError):
-        cfg.control("quality")  # Choices is not a control Prelabel fills
+        cfg.control("missing")
+
+
+def test_choices_single_multiple_hints_and_per_region() -> None:
+    cfg = parse_label_config(
+        '<View><Text name="t" value="$text"/>'
+        '<Choices name="intent" toName="t" choice="single-radio">'
+        '<Choice value="refund" hint="money back"/><Choice value="Bug report" alias="bug"/>'
+        "</Choices>"
+        '<choices name="topics" toName="t" choice="multiple"><View><Choice value="a"/></View>'
+        '<Choice value="b"/></choices>'
+        '<Choices name="region" toName="t" perRegion="true"><Choice value="x"/></Choices></View>'
+    )
+    intent, topics, region = cfg.controls_for("Choices", "Text")
+    assert intent.labels == (Label("refund", hint="money back"), Label("Bug report", "bug"))
+    assert [lab.result_value for lab in intent.labels] == ["refund", "bug"]
+    assert (intent.multiple, topics.multiple, region.per_region) == (False, True, True)
+    assert [lab.value for lab in topics.labels] == ["a", "b"]  # nested in a <View>: still its
 
 
 def test_several_to_names() -> None:

@@ -2,11 +2,12 @@
 the mapping from a model's class names to the labels a control offers.
 
 Only what predictions need is read: control tags `RectangleLabels`, `BrushLabels`,
-`PolygonLabels`, `KeyPointLabels` and `Labels` (tag names case-insensitive, as Label Studio
-reads them), each with `name` (a result's `from_name`), `toName` (its `to_name`, comma-separated
-when a control serves several objects), the object tags those name (`Image`, `Text`, ... with
-their `value`, such as "$image"), the `<Label>` children and the `smart` / `smartOnly` flags.
-A `<Label>` belongs to its nearest enclosing control. Parsing is linear in the document and
+`PolygonLabels`, `KeyPointLabels`, `Labels` and `Choices` (tag names case-insensitive, as Label
+Studio reads them), each with `name` (a result's `from_name`), `toName` (its `to_name`,
+comma-separated when a control serves several objects), the object tags those name (`Image`,
+`Text`, ... with their `value`, such as "$image"), the `<Label>` (`<Choice>` for `Choices`)
+children, the `smart` / `smartOnly` flags, and for `Choices` `choice="multiple"` and
+`perRegion`. A `<Label>` or `<Choice>` belongs to its nearest enclosing control. Parsing is linear in the document and
 bounded (MAX_CONFIG_CHARS, MAX_ELEMENTS, MAX_DEPTH); `ConfigCache` keeps parsed configs.
 """
 
@@ -25,7 +26,14 @@ from defusedxml.ElementTree import fromstring as safe_fromstring
 
 CONTROL_TAGS = {
     t.lower(): t
-    for t in ("RectangleLabels", "BrushLabels", "PolygonLabels", "KeyPointLabels", "Labels")
+    for t in (
+        "RectangleLabels",
+        "BrushLabels",
+        "PolygonLabels",
+        "KeyPointLabels",
+        "Labels",
+        "Choices",
+    )
 }
 # Result `type` of each control: Label Studio writes the control's tag name, lower-cased.
 RESULT_TYPES = {t: t.lower() for t in CONTROL_TAGS.values()}
@@ -60,12 +68,14 @@ class ObjectTag:
 
 @dataclass(frozen=True)
 class Label:
-    """A `<Label>`: `value`, the `alias` Label Studio writes into results instead of the value
-    when set, and `predicted_values`, the model class names that mean this label."""
+    """A `<Label>` (or a `<Choice>`): `value`, the `alias` Label Studio writes into results
+    instead of the value when set, `predicted_values`, the model class names that mean this
+    label, and `hint` (a `<Choice>`'s tooltip: what the choice means)."""
 
     value: str
     alias: str | None = None
     predicted_values: tuple[str, ...] = ()
+    hint: str | None = None
 
     @property
     def result_value(self) -> str:
@@ -86,6 +96,8 @@ class ControlTag:
     labels: tuple[Label, ...]
     smart: bool = False
     smart_only: bool = False
+    multiple: bool = False  # Choices: choice="multiple" (several choices per task)
+    per_region: bool = False  # Choices: perRegion="true" (describes regions, not the object)
 
     @property
     def result_type(self) -> str:
@@ -159,7 +171,7 @@ def parse_label_config(xml: str) -> LabelConfig:
         if tag in CONTROL_TAGS:
             owner = len(raw_controls)
             raw_controls.append((el, []))
-        elif tag == "label" and owner >= 0 and "value" in el.attrib:
+        elif tag in ("label", "choice") and owner >= 0 and "value" in el.attrib:
             raw_controls[owner][1].append(el)
         elif "name" in el.attrib and el.attrib.get("value", "").startswith("$"):
             name = el.attrib["name"]
@@ -185,6 +197,7 @@ def _control(
             value=child.attrib["value"],
             alias=child.attrib.get("alias") or None,
             predicted_values=_split(child.attrib.get("predicted_values", "")),
+            hint=child.attrib.get("hint") or None,
         )
         for child in label_els
     )
@@ -196,6 +209,8 @@ def _control(
         labels=labels,
         smart=el.attrib.get("smart", "").lower() in _TRUE,
         smart_only=el.attrib.get("smartOnly", "").lower() in _TRUE,
+        multiple=el.attrib.get("choice", "").lower() == "multiple",
+        per_region=el.attrib.get("perRegion", "").lower() in _TRUE,
     )
 
 
