@@ -37,6 +37,7 @@ ARG PRELABEL_SOURCE=online
 FROM node:22-bookworm-slim AS node
 
 # One base for the build and the runtime: the venv's interpreter is this image's python3.
+# checkov:skip=CKV_DOCKER_7: the tag is a build argument, python:3.11-slim-bookworm by default
 FROM ${BASE_IMAGE} AS base
 
 FROM base AS build-online
@@ -54,6 +55,8 @@ COPY wheelhouse/${PRELABEL_EXTRAS} /opt/wheelhouse
 ENV PIP_NO_INDEX=1 \
     PIP_FIND_LINKS=/opt/wheelhouse
 
+# build-online or build-offline: a stage of this file, not an image to tag (hadolint's DL3006).
+# hadolint ignore=DL3006
 FROM build-${PRELABEL_SOURCE} AS build
 ARG PRELABEL_EXTRAS
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

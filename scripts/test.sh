@@ -37,6 +37,10 @@ fi
 
 echo "== deploy"
 bash scripts/check_deploy.sh
+# The container image built (buildah) and run: serve, requests, drain, the batch Jobs. Cold
+# (fresh machine) it makes a Debian base and a wheelhouse first; README "Deploying".
+echo "== image"
+bash scripts/check_image.sh
 echo "== ruff"
 .venv/bin/ruff check app tests scripts
 echo "== mypy"
