@@ -19,6 +19,7 @@ REJECTION_REASONS = (
     "unauthorized",
     "rate_limited",
     "shutting_down",
+    "too_slow",
 )
 
 

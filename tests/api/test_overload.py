@@ -213,6 +213,7 @@ def test_a_whole_body_deadline_ends_a_slow_trickle() -> None:
             return status, sent, body
 
         status, sent, body = asyncio.run(scenario())
+        assert metric(client, "prelabel_rejections_total", reason="too_slow") == 1
     assert status == 408, body
     assert b"request_timeout" in body and b"within 1 s" in body
     assert sent < 100_000
