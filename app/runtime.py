@@ -20,8 +20,10 @@ from app.domain.classify.store import ProjectStore
 from app.domain.classify.trainer import Trainer
 from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
+from app.domain.labelstudio.choices import LsChoices
 from app.domain.labelstudio.events import EventLog
 from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.predict import LabelStudioPredictor
 from app.domain.labelstudio.projects import LsOrigins, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor
@@ -141,6 +143,13 @@ class Runtime:
             s.ls_score_threshold,
             s.ls_label_aliases,
         )
+        # Label Studio Choices learned from its annotations (the project store above).
+        self.ls_learning = LsLearning(
+            self.projects,
+            LsChoices(self.projects, self.classifier),
+            self.ls_fetcher,
+            on_failure=self._count_ls_failure,
+        )
         self.ls_predictor = LabelStudioPredictor(
             self.ls_projects,
             self.ls_fetcher,
@@ -152,9 +161,8 @@ class Runtime:
             max_regions=s.max_points + 1,
             pending_bytes=s.ls_pending_bytes,
             max_precompute=s.ls_max_precompute,
-            on_failure=lambda kind, reason: self.metrics.ls_background_failures.labels(
-                kind, reason
-            ).inc(),
+            on_failure=self._count_ls_failure,
+            learning=self.ls_learning,
         )
         self.jobs: JobManager | None = None
         if s.jobs_db is not None:
@@ -168,6 +176,9 @@ class Runtime:
         self.draining = False
         self.drain_deadline: float | None = None  # time.monotonic() by which stop() must end
         self.in_flight = 0  # HTTP requests being served, probes excluded (AdmissionMiddleware)
+
+    def _count_ls_failure(self, kind: str, reason: str) -> None:
+        self.metrics.ls_background_failures.labels(kind, reason).inc()
 
     def _models_version(self) -> str:
         """The default models and their versions: part of every Label Studio model_version."""
@@ -208,6 +219,7 @@ class Runtime:
         if self.jobs is not None:
             await self.jobs.stop()  # before the batchers drain: job items stop arriving
         await self.url_fetcher.aclose()
+        await self.ls_learning.jobs.stop()  # before the trainer: they wait on its runs
         if self.projects.trainer is not None:
             await self.projects.trainer.stop()
         await asyncio.to_thread(self.project_store.close)

@@ -1,4 +1,4 @@
-"""Label Studio's ML-backend protocol: /health, /setup, /predict, /webhook.
+"""Label Studio's ML-backend protocol: /health, /setup, /predict, /webhook, /train.
 
 Label Studio joins these names to the backend URL it was given, so they live at the root.
 /health and /setup must answer at once whatever the models are doing (1 s and 3 s timeouts,
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import json_response, runtime_of
 from app.api.inputs import StrictJsonRoute, parse_json
+from app.domain.labelstudio import training
 from app.domain.labelstudio.config import MAX_CONFIG_CHARS
 from app.errors import BadInput, PayloadTooLarge, PrelabelError, ValidationFailed
 
@@ -87,6 +88,28 @@ class LsWebhookAck(BaseModel):
     status: str
 
 
+class LsTrainAck(BaseModel):
+    """The answer to /train and to a START_TRAINING webhook."""
+
+    status: str
+    training: str = Field(
+        description='START_TRAINING: "done", "running" (past the budget, it goes on), '
+        '"refused" (too much learning in flight) or "nothing to learn" (no Choices on a Text).',
+    )
+
+
+class LsTrainRequest(BaseModel):
+    """What Label Studio 1.23.2 POSTs to /train when its START_TRAINING webhook flag is off
+    (ml/api_connector.py `train`): every annotated task, as its JSON export writes them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    annotations: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
+    project: str = Field(max_length=MAX_PROJECT_CHARS, description='"<id>.<created unix ts>"')
+    label_config: str | None = Field(default=None, max_length=MAX_CONFIG_CHARS)
+    params: Any = None
+
+
 @router.get("/health", response_model=LsHealth, summary="Label Studio health check")
 async def health(request: Request) -> Response:
     runtime = runtime_of(request)
@@ -96,11 +119,16 @@ async def health(request: Request) -> Response:
 @router.post("/setup", response_model=LsSetupResponse, summary="Label Studio project setup")
 async def setup(body: LsSetup, request: Request) -> Response:
     """Records the project's config, host and token; loads nothing. The returned
-    `model_version` is stable for a given config and set of models."""
-    project = runtime_of(request).ls_projects.setup(
+    `model_version` is stable for a given config and set of models, and for a config with
+    Choices on a Text also names the project's newest classifier (it changes when a retrain
+    stores a model). The first /setup of such a project in this process pulls its existing
+    annotations in the background."""
+    runtime = runtime_of(request)
+    project = runtime.ls_projects.setup(
         body.project, body.schema_, body.hostname, body.access_token
     )
-    return json_response(LsSetupResponse(model_version=project.model_version))
+    version = await training.setup_version(runtime.ls_predictor, project)
+    return json_response(LsSetupResponse(model_version=version))
 
 
 @router.post("/predict", response_model=LsPredictResponse, summary="Label Studio predictions")
@@ -151,7 +179,10 @@ async def _capped_body(request: Request, cap: int) -> bytes:
 )
 async def webhook(request: Request) -> Response:
     """Acknowledges at once; a summary of each event is kept in memory and the whole event
-    appended to PRELABEL_EVENTS_PATH when set, for active learning later. With
+    appended to PRELABEL_EVENTS_PATH when set. ANNOTATION_CREATED / ANNOTATION_UPDATED /
+    ANNOTATIONS_DELETED update the project's classifier examples in the background (Choices on
+    a Text); START_TRAINING pulls the project's annotations from Label Studio and retrains,
+    waited for up to PRELABEL_LS_BUDGET_S (Label Studio waits 100 s). With
     PRELABEL_LS_PRECOMPUTE_EMBEDDINGS, TASKS_CREATED starts SAM embeddings for the new images
     on the bulk lane. Bodies over PRELABEL_LS_MAX_WEBHOOK_BYTES are a 413; what fails after the
     event is read is logged and counted (prelabel_ls_background_failures_total), never an error
@@ -167,6 +198,11 @@ async def webhook(request: Request) -> Response:
         await asyncio.to_thread(runtime.events.record, body)
     except OSError as e:
         predictor.report("webhook", number, None, PrelabelError(f"events file: {e.strerror}"))
+    learned: str | None = None
+    try:
+        learned = await training.on_webhook(predictor, body)
+    except BadInput as e:  # the project's config does not parse
+        predictor.report("webhook", number, None, e)
     if body.get("action") == "TASKS_CREATED" and runtime.settings.ls_precompute_embeddings:
         project = runtime.ls_projects.by_number(number) if number is not None else None
         tasks = body.get("tasks")
@@ -176,4 +212,19 @@ async def webhook(request: Request) -> Response:
                 await predictor.precompute_embeddings(project, tasks)
             except BadInput as e:  # the project's config does not parse
                 predictor.report("webhook", number, None, e)
+    if body.get("action") == "START_TRAINING":
+        return json_response(LsTrainAck(status="ok", training=learned or "nothing to learn"))
     return json_response(LsWebhookAck(status="ok"))
+
+
+@router.post("/train", response_model=LsTrainAck, summary="Label Studio training")
+async def train(body: LsTrainRequest, request: Request) -> Response:
+    """Every annotated task becomes the examples of the project's classifiers (one per Choices
+    on a Text; annotations no longer there are removed), which retrain; waits up to
+    PRELABEL_LS_BUDGET_S. With Label Studio 1.23.2's default flags, "Start Training" sends a
+    START_TRAINING webhook instead, which pulls the same tasks from its export."""
+    runtime = runtime_of(request)
+    status = await training.train(
+        runtime.ls_predictor, body.project, body.label_config, body.annotations
+    )
+    return json_response(LsTrainAck(status="ok", training=status))

@@ -29,6 +29,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import json
@@ -167,6 +168,34 @@ class TaskDataFetcher:
         if r.status != 200:
             raise FetchFailed(f"GET {shown(r.url)} answered {r.status}")
         return check_image(r.body, r.content_type, shown(r.url))
+
+    async def fetch_json(self, path: str, access: LsAccess) -> object:
+        """GET an API `path` ("/api/projects/3/export?exportType=JSON") on the project's Label
+        Studio with its token, parsed on a worker thread. Only on the operator's host
+        (`access.trusted`): a host named by any /setup caller gets no API calls. Raises
+        BadInput (no host, token or trust), FetchFailed (refused, error status, not JSON),
+        FetchTimeout, PayloadTooLarge (the fetcher's body cap)."""
+        host, token = access.host, access.token
+        if not host or not token or not access.trusted:
+            raise BadInput(
+                "reading Label Studio's API needs the operator's Label Studio URL and a token "
+                "(PRELABEL_LABEL_STUDIO_URL or PRELABEL_LS_ALLOWED_ORIGINS, and a token)"
+            )
+        url = on_origin(host, path)
+        headers = {"Accept": "application/json", "Authorization": await self._authorization(access)}
+        r = await self._get(url, headers, host)
+        if r.status in (401, 403) and is_jwt(token):
+            self._access.pop((host, token), None)
+            headers["Authorization"] = await self._authorization(access)
+            r = await self._get(url, headers, host)
+        if r.status in (401, 403):
+            raise FetchFailed(f"Label Studio refused {shown(url)}: check the token given to it")
+        if r.status != 200:
+            raise FetchFailed(f"GET {shown(r.url)} answered {r.status}")
+        try:
+            return await asyncio.to_thread(json.loads, r.body)
+        except ValueError as e:
+            raise FetchFailed(f"GET {shown(url)} did not answer JSON") from e
 
     async def fetch(self, ref: str, host: str | None, token: str | None) -> bytes:
         """`fetch_task` with the operator's own settings (PRELABEL_LABEL_STUDIO_URL and

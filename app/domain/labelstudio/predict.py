@@ -20,6 +20,7 @@ each through `failures`: one log line (kind, project, task, reason; URL query st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,22 +29,23 @@ from typing import Any, NamedTuple
 
 from app.domain.formats.labelstudio import brush_results, prediction
 from app.domain.formats.records import ImageRecord
+from app.domain.labelstudio.choices import Learned
 from app.domain.labelstudio.config import ConfigCache, LabelConfig, LabelConfigError, LabelMap
-from app.domain.labelstudio.fetch import TaskDataFetcher, redact, storage_scheme
+from app.domain.labelstudio.failures import Failure, report
+from app.domain.labelstudio.fetch import TaskDataFetcher, storage_scheme
 from app.domain.labelstudio.interactive import clicks, context_regions
+from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.pending import PendingResults
 from app.domain.labelstudio.projects import LsAccess, LsProject, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor, task_data
 from app.domain.segmentation import SegmentationService
-from app.errors import BadInput, PrelabelError, ValidationFailed
+from app.errors import BadInput, ValidationFailed
 from app.inference.batcher import Lane
 from app.inference.cache import TTLCache
 
 log = logging.getLogger(__name__)
 
 Prediction = dict[str, Any]
-Failure = Callable[[str, str], None]
-"""(kind: "prediction" | "embedding" | "webhook", reason: an error code) -> None."""
 
 __all__ = ["LabelStudioPredictor", "LsModels", "TaskKey", "image_key"]
 
@@ -96,8 +98,10 @@ class LabelStudioPredictor:
         pending_bytes: int = 64 * 1024 * 1024,
         max_precompute: int = 256,
         on_failure: Failure | None = None,
+        learning: LsLearning | None = None,
     ) -> None:
         self.projects = projects
+        self.learning = learning
         self.fetcher = fetcher
         self.tasks = tasks
         self.segmentation = segmentation
@@ -115,20 +119,7 @@ class LabelStudioPredictor:
 
     def report(self, kind: str, project: object, task: object, error: BaseException) -> None:
         """One line and one count per background failure; a traceback only when unexpected."""
-        if isinstance(error, PrelabelError):
-            reason, message = error.code, redact(error.message)
-            log.warning(
-                "label studio %s failed: project=%s task=%s reason=%s: %s",
-                kind, project, task, reason, message,
-            )  # fmt: skip
-        else:
-            reason = "internal"
-            log.error(
-                "label studio %s failed: project=%s task=%s reason=%s: %s",
-                kind, project, task, reason, type(error).__name__, exc_info=error,
-            )  # fmt: skip
-        if self.on_failure is not None:
-            self.on_failure(kind, reason)
+        report(kind, project, task, error, self.on_failure)
 
     def _prediction_failed(self, key: Hashable, error: BaseException) -> None:
         project, task = (key.project, key.task) if isinstance(key, TaskKey) else ("?", key)
@@ -168,17 +159,32 @@ class LabelStudioPredictor:
         config = await self.config(project.schema)
         if regions is not None:
             return [await self._interactive(tasks[0], regions, config, project)]
+        learned = None
+        if self.learning is not None:
+            learned = await self.learning.choices.state(project, config)
+            project = dataclasses.replace(project, model_version=learned.version)
+            self.learning.ensure_pulled(project, config)
         lane = Lane.INTERACTIVE if len(tasks) == 1 else Lane.BULK
-        jobs = [(task_key(project, task), self._job(task, config, project, lane)) for task in tasks]
+        jobs = [
+            (task_key(project, task), self._job(task, config, project, lane, learned))
+            for task in tasks
+        ]
         done = await self.pending.within(jobs, self.budget_s)
         return [got if isinstance(got, dict) else [] for got in done]
 
     def _job(
-        self, task: Mapping[str, Any], config: LabelConfig, project: LsProject, lane: Lane
+        self,
+        task: Mapping[str, Any],
+        config: LabelConfig,
+        project: LsProject,
+        lane: Lane,
+        learned: Learned | None = None,
     ) -> Callable[[], Any]:
         async def compute() -> Prediction:
             image = lambda key: self.image(task, key, project)  # noqa: E731
             results = await self.tasks.results(task, config, image, lane)
+            if self.learning is not None and learned is not None and learned.tags:
+                results += await self.learning.choices.results(task, config, learned, project, lane)
             return prediction(results, None, project.model_version)
 
         return compute
@@ -186,6 +192,8 @@ class LabelStudioPredictor:
     async def drain(self) -> None:
         """Wait for the background work: predictions past their budget, precomputed embeddings."""
         await self.pending.drain()
+        if self.learning is not None:
+            await self.learning.jobs.drain()
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

@@ -1,0 +1,140 @@
+"""`choices` predictions for Label Studio's `Choices` on `Text`, from the project's classifiers.
+
+Each `Target` (examples.py) is one classify project named
+`ls-<instance>-<Label Studio project>-<target>`: the instance is a hash of the Label Studio URL
+the project came with (two Label Studio instances never share examples; not the token, which a
+webhook does not carry and which may change between /setup and the operator's default), the
+project Label Studio's "<id>.<created unix seconds>" (a project deleted and created again with
+the same id is another one), the target a hash of the control's name, choices and
+single/multi (a config whose choices change starts a new classifier, filled by the next pull).
+
+A target with a trained model answers few-shot; before, zero-shot over the choices (the result
+name, and the `hint`, or the value when results use an alias, as the description).
+
+Model version: the project's base version plus the newest classifier tag (`.zs` before the first
+model; several targets: a hash of their tags). `/setup` and `/predict` both compute it here, so
+after a retrain Label Studio asks again, and stores each task's new prediction once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.domain.classify.projects import Projects
+from app.domain.classify.service import TextClassifier
+from app.domain.classify.zeroshot import LabelSpec
+from app.domain.labelstudio.config import LabelConfig
+from app.domain.labelstudio.examples import Target, targets, text_of
+from app.domain.labelstudio.projects import LsProject
+from app.inference.batcher import Lane
+
+_LS_UID = re.compile(r"\d{1,20}(\.\d{1,20})?")
+
+
+@dataclass(frozen=True)
+class Learned:
+    """version: the Label Studio model_version; tags: target control name -> its newest model
+    tag, None while it answers zero-shot. No tags: the config has nothing to learn."""
+
+    version: str
+    tags: dict[str, str | None]
+
+
+def short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+class LsChoices:
+    def __init__(self, projects: Projects, classifier: TextClassifier) -> None:
+        self.projects = projects
+        self.classifier = classifier
+
+    def available(self) -> bool:
+        """Whether the embedder is configured (without it, Choices get nothing)."""
+        c = self.classifier
+        return c.embedder_name in c.registry.states
+
+    def targets(self, config: LabelConfig) -> list[Target]:
+        return targets(config) if self.available() else []
+
+    def name(self, project: LsProject, target: Target) -> str:
+        """The classify project learning `target` of `project` (see the module docstring)."""
+        instance = short_hash((project.access.host or "").lower(), 10)
+        uid = project.project
+        if not _LS_UID.fullmatch(uid):
+            uid = short_hash(uid, 16)
+        what = json.dumps([target.control.name, target.labels, target.multi])
+        return f"ls-{instance}-{uid}-{short_hash(what, 8)}"
+
+    async def state(self, project: LsProject, config: LabelConfig) -> Learned:
+        """The model version and each target's newest model (one indexed read per target)."""
+        found = self.targets(config)
+        if not found:
+            return Learned(project.model_version, {})
+        store = self.projects.store
+        tags: dict[str, str | None] = {}
+        for t in found:
+            name = self.name(project, t)
+            tags[t.control.name] = await asyncio.to_thread(store.latest_model_tag, name)
+        if len(found) == 1:
+            suffix = tags[found[0].control.name] or "zs"
+        else:
+            suffix = short_hash(json.dumps(sorted(tags.items())), 8)
+        return Learned(f"{project.model_version}.{suffix}", tags)
+
+    async def results(
+        self,
+        task: Mapping[str, Any],
+        config: LabelConfig,
+        learned: Learned,
+        project: LsProject,
+        lane: Lane,
+    ) -> list[dict[str, Any]]:
+        """`choices` results for `task`, one per target whose text the task has; `score` is the
+        chosen choices' best score (few-shot probability, zero-shot softmax score)."""
+        out: list[dict[str, Any]] = []
+        for t in self.targets(config):
+            if t.control.name not in learned.tags:
+                continue
+            text = text_of(task, t, self.projects.limits.max_chars)
+            if text is None:
+                continue
+            if learned.tags[t.control.name] is None:
+                specs = [LabelSpec(lab, _description(t, lab)) for lab in t.labels]
+                got = await self.classifier.classify(
+                    [text], labels=specs, multi_label=t.multi, lane=lane
+                )
+            else:
+                name = self.name(project, t)
+                got = await self.classifier.classify([text], project=name, lane=lane)
+            res = got.results[0]
+            if not res.labels:
+                continue
+            score = max((s.score for s in res.scores if s.label in res.labels), default=None)
+            out.append(
+                {
+                    "from_name": t.control.name,
+                    "to_name": t.control.to_name,
+                    "type": "choices",
+                    "value": {"choices": list(res.labels)},
+                    "score": score,
+                }
+            )
+        return out
+
+
+def _description(target: Target, label: str) -> str | None:
+    """What a choice means for zero-shot: its hint, else its value when results name it by an
+    alias."""
+    for lab in target.control.labels:
+        if lab.result_value == label:
+            if lab.hint:
+                return lab.hint
+            return lab.value if lab.alias and lab.alias != lab.value else None
+    return None
