@@ -50,6 +50,15 @@ def short_hash(text: str, n: int) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
 
+def classifier_name(host: str | None, project: str, target: Target) -> str:
+    """`ls-<instance>-<project>-<target>` for Label Studio at `host` (None: unknown), its
+    project "<id>.<created>" (anything else is hashed) and `target`."""
+    instance = short_hash((host or "").lower(), 10)
+    uid = project if _LS_UID.fullmatch(project) else short_hash(project, 16)
+    what = json.dumps([target.control.name, target.labels, target.multi])
+    return f"ls-{instance}-{uid}-{short_hash(what, 8)}"
+
+
 class LsChoices:
     def __init__(self, projects: Projects, classifier: TextClassifier) -> None:
         self.projects = projects
@@ -65,12 +74,7 @@ class LsChoices:
 
     def name(self, project: LsProject, target: Target) -> str:
         """The classify project learning `target` of `project` (see the module docstring)."""
-        instance = short_hash((project.access.host or "").lower(), 10)
-        uid = project.project
-        if not _LS_UID.fullmatch(uid):
-            uid = short_hash(uid, 16)
-        what = json.dumps([target.control.name, target.labels, target.multi])
-        return f"ls-{instance}-{uid}-{short_hash(what, 8)}"
+        return classifier_name(project.access.host, project.project, target)
 
     async def state(self, project: LsProject, config: LabelConfig) -> Learned:
         """The model version and each target's newest model (one indexed read per target)."""
