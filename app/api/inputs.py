@@ -42,7 +42,7 @@ def body_cap(max_upload_bytes: int) -> int:
     return max_upload_bytes * 4 // 3 + 2**20
 
 
-def parse_json(raw: bytes | str, what: str = "body") -> Any:
+def parse_json(raw: bytes | bytearray | str, what: str = "body") -> Any:
     """Parse JSON as RFC 8259 has it, or raise `ValidationFailed` (422).
 
     Python's `json` accepts NaN and Infinity and lone surrogates ("\\ud800", which no UTF-8
@@ -153,16 +153,27 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
-async def _read_capped(request: Request, cap: int) -> bytes:
+async def _read_capped(request: Request, cap: int) -> bytearray:
+    """The body, at most `cap` bytes, in one buffer sized from Content-Length up front: no
+    list of pieces, no regrowth, no final copy (each would be a copy of up to 27 MiB on the
+    event loop). pydantic's parser and `bytes.count` take the bytearray as it is."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {cap}")
-    body = bytearray()  # one growing buffer: at most the body's size, no list of pieces
+    body = bytearray(int(declared) if declared and declared.isdigit() else 0)
+    n = 0
     async for chunk in request.stream():
-        if len(body) + len(chunk) > cap:
+        end = n + len(chunk)
+        if end > cap:
             raise PayloadTooLarge(f"request body exceeds {cap} bytes")
-        body += chunk
-    return bytes(body)
+        if end <= len(body):
+            body[n:end] = chunk
+        else:  # chunked, or more than declared
+            del body[n:]
+            body += chunk
+        n = end
+    del body[n:]
+    return body
 
 
 def _validate(model: type[M], data: Any) -> M:

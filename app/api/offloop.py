@@ -48,7 +48,7 @@ async def run(size: int, fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(locked)
 
 
-def check_values(raw: bytes, limit: int, what: str = "body") -> None:
+def check_values(raw: bytes | bytearray, limit: int, what: str = "body") -> None:
     """422 if `raw` holds more than `limit` commas (so more than `limit` + 1 values)."""
     count = 0
     for start in range(0, len(raw), SLICE):

@@ -29,26 +29,24 @@ import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.batch import jobitems
 from app.batch.export import export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.jobpaths import PathChecker
-from app.batch.jobstore import DuplicateKey, ItemRow, JobRow, JobStore
+from app.batch.jobstore import JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
 from app.domain.apikeys import Principal
-from app.domain.urls.policy import check_target, parse_target
 from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
 
 if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
     from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-CHUNK = 5000  # items checked and stored, or read back, per worker-thread call
 
 
 class TooManyJobs(PrelabelError):
@@ -134,7 +132,15 @@ class JobManager:
         spec, doc = self._spec(req)
         job_id = uuid.uuid4().hex
         try:
-            total = await asyncio.to_thread(self._store_items, job_id, req)
+            total = await asyncio.to_thread(
+                jobitems.store_items,
+                self.store,
+                job_id,
+                req.paths,
+                req.texts,
+                self.roots,
+                self.rt.url_fetcher.policy,
+            )
             async with self._admit:
                 await self._check_caps(req.caller)
                 await asyncio.to_thread(
@@ -276,34 +282,6 @@ class JobManager:
         doc = {"spec": asdict(spec), "meta": run_identity(self.rt, spec)}
         return spec, doc
 
-    def _store_items(self, job_id: str, req: JobRequest) -> int:
-        """On a worker thread: check every item (paths under the roots, URLs under the policy)
-        and store them, CHUNK at a time. Returns the count."""
-        total = 0
-        for chunk in _chunks(self._item_rows(req)):
-            try:
-                self.store.add_items(job_id, chunk)
-            except DuplicateKey as e:
-                raise ValidationFailed("duplicate item paths") from e
-            total += len(chunk)
-        return total
-
-    def _item_rows(self, req: JobRequest) -> Iterator[ItemRow]:
-        if req.texts is not None:
-            width = len(str(len(req.texts)))
-            for i, text in enumerate(req.texts):
-                yield ItemRow(i, f"{i:0{width}d}", text)
-            return
-        assert req.paths is not None
-        paths = PathChecker(self.roots)
-        for i, p in enumerate(req.paths):
-            if _is_url(p):
-                # Scheme, host allow-list, address literals now; DNS when the item runs.
-                check_target(parse_target(p), self.rt.url_fetcher.policy)
-            else:
-                paths.check(p)
-            yield ItemRow(i, p, None)
-
     def _expand(self, req: JobRequest) -> JobRequest:
         """A `source` (folder or manifest under an input root, as `prelabel annotate` reads
         them) -> the same request with its items listed; the item paths are checked again by
@@ -341,7 +319,7 @@ class JobManager:
             doc = json.loads(raw)
             spec = JobSpec(**doc["spec"])
             if doc.get("paths") is not None or doc.get("texts") is not None:
-                await asyncio.to_thread(self._migrate, job_id, doc)
+                await asyncio.to_thread(jobitems.migrate, store, job_id, doc, self.roots)
             await self._run_items(job_id, spec, self._pending(job_id))
         except asyncio.CancelledError:
             raise  # cancel() or shutdown: the state is already right
@@ -351,50 +329,17 @@ class JobManager:
             return
         await asyncio.to_thread(store.finish, job_id, "done", time.time())
 
-    def _migrate(self, job_id: str, doc: dict[str, Any]) -> None:
-        """A job stored before the `items` table kept its list in `spec_json`: move it."""
-        if self.store.has_items(job_id):
-            return
-        req = JobRequest(task="ner", paths=doc.get("paths"), texts=doc.get("texts"))
-        rows = (
-            self._item_rows(req)
-            if req.texts is not None
-            else (ItemRow(i, p, None) for i, p in enumerate(req.paths or ()))
-        )
-        for chunk in _chunks(rows):
-            self.store.add_items(job_id, chunk)
-
     async def _pending(self, job_id: str) -> AsyncIterator[Item]:
         """The job's unfinished items in order, read and checked a chunk at a time on a worker
         thread. Paths are checked again on every (re)start: a root may have been removed from
         the settings since."""
         after = -1
-        while rows := await asyncio.to_thread(self._pending_chunk, job_id, after):
+        while rows := await asyncio.to_thread(
+            jobitems.pending_chunk, self.store, job_id, after, self.roots
+        ):
             after = rows[-1][0]
             for _, item in rows:
                 yield item
-
-    def _pending_chunk(self, job_id: str, after: int) -> list[tuple[int, Item]]:
-        out = []
-        paths = PathChecker(self.roots)
-        for r in self.store.pending_items(job_id, after, CHUNK):
-            if r.text is not None:
-                item = Item(r.key, "text", r.key, text=r.text)
-            elif _is_url(r.key):
-                item = Item(r.key, "image", r.key, url=r.key)
-            else:
-                item = Item(r.key, "image", self._name(r.key), path=Path(paths.check(r.key)))
-            out.append((r.seq, item))
-        return out
-
-    def _name(self, raw: str) -> str:
-        """An image's file_name in exports: its path under the input root it was given in
-        (POSIX), or the path as given."""
-        path = Path(raw).expanduser()
-        for root in self.roots:
-            if path.is_absolute() and path.is_relative_to(root):
-                return path.relative_to(root).as_posix()
-        return raw
 
     async def _run_items(self, job_id: str, spec: JobSpec, items: AsyncIterator[Item]) -> None:
         running: set[asyncio.Task[None]] = set()
@@ -418,22 +363,6 @@ class JobManager:
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:
             self._sem.release()
-
-
-def _chunks(rows: Iterator[ItemRow]) -> Iterator[list[ItemRow]]:
-    chunk: list[ItemRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _is_url(item: str) -> bool:
-    """A URL of any scheme (the policy then refuses all but http(s)), not a path."""
-    return "://" in item
 
 
 def speed(row: JobRow, now: float) -> JobStatus:
