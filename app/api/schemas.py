@@ -240,3 +240,46 @@ class TokensResponse(BaseModel):
     version: str
     results: list[TokensResultOut]
     timings: dict[str, float]
+
+
+# -- /v1/ocr (text lines in images) ---------------------------------------------------------
+
+OCR_FORMATS = {
+    "labelstudio": "Label Studio task: per line a polygon region, its transcription (textarea) "
+    "and an optional label",
+    "jsonl": 'One JSON object: {"file_name", "width", "height", "lines": [...]}, a line of text',
+}
+
+
+class OcrOptions(_In):
+    model: str | None = Field(default=None, description="OCR model; default from settings.")
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Drop lines read below.")
+    priority: Priority = "interactive"
+    format: str | None = Field(default=None, description=f"One of {sorted(OCR_FORMATS)}.")
+    file_name: str = Field(default="image", description="The image's name in format output.")
+    label: str | None = Field(
+        default=None, description="Label Studio format: a `labels` result per line too."
+    )
+
+
+class OcrJson(OcrOptions, ImageJson):
+    pass
+
+
+class TextLineOut(BaseModel):
+    polygon: list[tuple[float, float]] = Field(
+        description="4 [x, y] pixels: top-left, top-right, bottom-right, bottom-left as read."
+    )
+    text: str
+    score: float = Field(description="Recogniser confidence (mean character probability).")
+    box_score: float = Field(description="Detector confidence for the region.")
+    rotated: bool = Field(description="The line was read turned 180 degrees.")
+
+
+class OcrResponse(BaseModel):
+    model: str
+    version: str
+    width: int
+    height: int
+    lines: list[TextLineOut]
+    timings: dict[str, float]

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ModelMissing
 
-Task = Literal["detect", "segment", "ner", "embed"]
-Adapter = Literal["nanodet", "yolo", "sam", "spacy", "token-classifier", "sentence-embedder"]
+Task = Literal["detect", "segment", "ner", "embed", "ocr", "keypoints"]
+Adapter = Literal[
+    "nanodet", "yolo", "sam", "spacy", "token-classifier", "sentence-embedder", "ppocr", "movenet"
+]
 
 
 class _Frozen(BaseModel):

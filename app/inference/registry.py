@@ -20,6 +20,7 @@ from app.inference.embedder import SentenceEmbedder, Vector
 from app.inference.manifest import Manifest, ModelSpec
 from app.inference.metrics import Metrics
 from app.inference.ner import EntitySpan, SpacyNer, TokenClassifier, TokenWindow
+from app.inference.ocr import F32, U8, LineRead, OcrDetector, OcrRecognizer
 from app.inference.sam import DecodedMask, DecodeItem, Embedding, EncodeItem, SamDecoder, SamEncoder
 from app.inference.session import (
     GPU_PROVIDERS,
@@ -84,7 +85,16 @@ class LoadedEmbedder:
     batcher: Batcher[str, Vector]  # one text -> its [D] unit vector
 
 
-Loaded = LoadedDetector | LoadedSam | LoadedNer | LoadedEmbedder
+@dataclass
+class LoadedOcr:
+    spec: ModelSpec
+    detector: OcrDetector
+    recognizer: OcrRecognizer
+    detect: Batcher[F32, F32]  # one detector tensor -> its probability map
+    read: Batcher[list[U8], list[LineRead]]  # one image's line crops -> their reads
+
+
+Loaded = LoadedDetector | LoadedSam | LoadedNer | LoadedEmbedder | LoadedOcr
 
 
 @dataclass
@@ -185,6 +195,11 @@ class ModelRegistry:
         assert isinstance(m, LoadedNer)
         return m
 
+    def ocr(self, name: str) -> LoadedOcr:
+        m = self.get(name, "ocr")
+        assert isinstance(m, LoadedOcr)
+        return m
+
     def embedder(self, name: str) -> LoadedEmbedder:
         m = self.get(name, "embed")
         assert isinstance(m, LoadedEmbedder)
@@ -264,6 +279,8 @@ class ModelRegistry:
             eb = self._batcher(f"{spec.name}/encoder", enc.run_batch, ecfg)
             db = self._batcher(f"{spec.name}/decoder", dec.run_batch, dcfg)
             return LoadedSam(spec, enc, dec, eb, db), [eb, db]
+        if spec.task == "ocr":
+            return self._build_ocr(spec, state)
         if spec.task == "embed":
             session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
             se = SentenceEmbedder(
@@ -301,6 +318,26 @@ class ModelRegistry:
         _warm(session, lambda: tc.run_batch(["Warm up."]))
         b = self._batcher(spec.name, tc.run_batch, self._config(spec, spec.serving.workers, gpu))
         return LoadedNer(spec, tc.labels, tokens=b), [b]
+
+    def _build_ocr(
+        self, spec: ModelSpec, state: ModelState
+    ) -> tuple[Loaded, list[Batcher[Any, Any]]]:
+        """PP-OCR: detector and recogniser (+ direction classifier) sessions, a batcher each
+        for detection (`<name>/det`) and reading (`<name>/rec`)."""
+        det_session, gpu = self._session(spec, "det", state, spec.serving.workers)
+        rec_session = self._session(spec, "rec", state, spec.serving.workers)[0]
+        has_cls = any(f.role == "cls" for f in spec.files)
+        cls_session = self._session(spec, "cls", state)[0] if has_cls else None
+        det = OcrDetector(det_session)
+        rec = OcrRecognizer(rec_session, cls_session)
+        warm = det.preprocess(np.full((64, 96, 3), 255, np.uint8))
+        assert warm is not None
+        _warm(det_session, lambda: det.run_batch([warm]))
+        _warm(rec_session, lambda: rec.run_batch([np.full((48, 160, 3), 255, np.uint8)]))
+        cfg = self._config(spec, spec.serving.workers, gpu)
+        db = self._batcher(f"{spec.name}/det", det.run_batch, cfg)
+        rb = self._batcher(f"{spec.name}/rec", lambda items: [rec.run_batch(c) for c in items], cfg)
+        return LoadedOcr(spec, det, rec, db, rb), [db, rb]
 
 
 def _first(*values: float | None) -> float:
