@@ -288,6 +288,12 @@ class Settings(BaseSettings):
     train_timeout_s: float = Field(
         default=120.0, gt=0, description="A project retrain past this fails (the old model stays)."
     )
+    span_train_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A span project's training process is killed past this (the old model "
+        "stays).",
+    )
     auto_train: bool = Field(
         default=True, description="Retrain a project in the background when examples arrive."
     )

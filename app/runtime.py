@@ -15,6 +15,8 @@ from app.domain.classify.limits import Limits as ClassifyLimits
 from app.domain.classify.postgres_store import PostgresProjectStore
 from app.domain.classify.projects import Projects
 from app.domain.classify.service import TextClassifier
+from app.domain.classify.span_trainer import SpanTrainer
+from app.domain.classify.spans import SpanProjects
 from app.domain.classify.sqlite_store import SqliteProjectStore
 from app.domain.classify.store import ProjectStore
 from app.domain.classify.trainer import Trainer
@@ -125,6 +127,8 @@ class Runtime:
             f"{s.default_embedder}@{emb.version if emb else '?'}",
             s.train_timeout_s,
         )
+        self.projects.span_trainer = SpanTrainer(self.project_store, s.span_train_timeout_s)
+        self.spans = SpanProjects(self.projects, self.ner, s.default_ner)
         self.ls_projects = LsProjects(
             self._models_version(),
             LsOrigins(
@@ -224,6 +228,8 @@ class Runtime:
         await self.ls_learning.jobs.stop()  # before the trainer: they wait on its runs
         if self.projects.trainer is not None:
             await self.projects.trainer.stop()
+        if self.projects.span_trainer is not None:
+            await self.projects.span_trainer.stop()  # kills training processes
         await asyncio.to_thread(self.project_store.close)
         if self.drain_deadline is not None:  # SIGTERM: stay inside the grace period
             left = self.drain_deadline - time.monotonic()

@@ -1,4 +1,6 @@
-"""/v1/projects/{project}: labeled examples, training and the model of a project classifier.
+"""/v1/projects/{project}: labeled examples, training and the model of a project classifier
+(`kind` "classify") or entity recogniser (`kind` "spans": examples carry spans, and
+`POST /v1/projects/{project}/spans` predicts them).
 
 A project belongs to the API key that created it (its first upload): other `user` keys get 404
 (409 when they try to create that name); `admin` keys see and change all of them.
@@ -6,15 +8,28 @@ A project belongs to the API key that created it (its first upload): other `user
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.auth import principal_of
-from app.api.deps import json_response, runtime_of
+from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import StrictJsonRoute
+from app.api.schemas import Priority, SpanOut
 from app.domain.classify.projects import Example, ModelInfo
+from app.domain.classify.spans import SpanExample
+from app.errors import ValidationFailed
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], route_class=StrictJsonRoute)
+
+
+class SpanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: int = Field(description="Code-point offset (Python str index), inclusive.")
+    end: int = Field(description="Code-point offset, exclusive.")
+    label: str
 
 
 class ExampleIn(BaseModel):
@@ -23,6 +38,9 @@ class ExampleIn(BaseModel):
     text: str
     label: str | None = Field(default=None, description="Single-label projects.")
     labels: list[str] | None = Field(default=None, description="Multi-label projects.")
+    spans: list[SpanIn] | None = Field(
+        default=None, description="Span projects: non-overlapping entity spans (may be [])."
+    )
     key: str | None = Field(
         default=None,
         max_length=256,
@@ -32,8 +50,8 @@ class ExampleIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_label_field(self) -> ExampleIn:
-        if (self.label is None) == (self.labels is None):
-            raise ValueError("give exactly one of label and labels")
+        if sum(x is not None for x in (self.label, self.labels, self.spans)) != 1:
+            raise ValueError("give exactly one of label, labels and spans")
         return self
 
 
@@ -47,6 +65,21 @@ class ExamplesIn(BaseModel):
         "labels are refused). Omit to accept any label.",
     )
     multi_label: bool | None = Field(default=None, description="On the first upload.")
+    kind: Literal["classify", "spans"] | None = Field(
+        default=None,
+        description="On the first upload: 'spans' for an entity-span project (default: "
+        "'spans' when the examples carry spans, else 'classify').",
+    )
+    pretrained: dict[str, str] | None = Field(
+        default=None,
+        description="Span projects, first upload: {project label: pretrained NER label} whose "
+        "pretrained spans are merged in (default: pretrained labels of the same name).",
+    )
+    ner_model: str | None = Field(
+        default=None,
+        description="Span projects, first upload: the pretrained NER model to merge (default: "
+        "the server's; '' for none).",
+    )
 
 
 class ModelOut(BaseModel):
@@ -62,6 +95,7 @@ class ModelOut(BaseModel):
     cv_accuracy: float | None = Field(description="k-fold accuracy (k <= 5); null: too few.")
     cv_macro_f1: float | None
     cv_folds: int | None
+    kind: Literal["classify", "spans"] = "classify"
     stale: bool = Field(description="Examples changed since the serving model was trained.")
     training: bool
     last_error: str | None = Field(description="The latest training run's failure.")
@@ -91,12 +125,33 @@ def _out(m: ModelInfo) -> ModelOut:
         training=m.training,
         last_error=m.last_error,
         note=m.note,
+        kind=m.kind,
     )
 
 
 @router.post("/{project}/examples", response_model=ModelOut, summary="Add labeled examples")
 async def add_examples(project: str, body: ExamplesIn, request: Request) -> Response:
     """Stores every example or none (a 4xx stores nothing), then retrains in the background."""
+    with_spans = [e.spans is not None for e in body.examples]
+    if body.kind == "spans" or (body.kind is None and any(with_spans)):
+        if not all(with_spans):
+            raise ValidationFailed("a span project's examples are {text, spans}")
+        if body.multi_label is not None:
+            raise ValidationFailed("multi_label is for classification projects")
+        spans = await runtime_of(request).spans.add_examples(
+            project,
+            principal_of(request),
+            [
+                SpanExample(e.text, tuple((s.start, s.end, s.label) for s in e.spans or ()), e.key)
+                for e in body.examples
+            ],
+            body.labels,
+            body.pretrained,
+            body.ner_model,
+        )
+        return json_response(_out(spans))
+    if any(with_spans) or body.pretrained is not None or body.ner_model is not None:
+        raise ValidationFailed("spans, pretrained and ner_model are for span projects")
     info = await runtime_of(request).projects.add_examples(
         project,
         principal_of(request),
@@ -157,3 +212,65 @@ async def delete(project: str, request: Request) -> Response:
     """Its examples and models are removed; the name becomes free."""
     await runtime_of(request).projects.delete(project, principal_of(request))
     return json_response(Deleted(project=project, deleted=True))
+
+
+class SpansIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1)
+    priority: Priority = "interactive"
+
+
+class ProjectSpanOut(SpanOut):
+    source: Literal["project", "pretrained"] = Field(
+        description="'project': the project's learned model; 'pretrained': the NER model's."
+    )
+
+
+class ProjectSpansResultOut(BaseModel):
+    spans: list[ProjectSpanOut]
+
+
+class ProjectSpansOut(BaseModel):
+    project: str
+    model_version: str | None = Field(
+        description="The learned model's '<version>-<hash>'; null before the first."
+    )
+    pretrained: str | None = Field(description="'<model>@<version>' merged in, if any.")
+    results: list[ProjectSpansResultOut]
+    timings: dict[str, float]
+
+
+@router.post(
+    "/{project}/spans", response_model=ProjectSpansOut, summary="Entity spans, project labels"
+)
+async def spans(project: str, body: SpansIn, request: Request) -> Response:
+    """A span project's learned spans merged with the pretrained NER model's for the labels it
+    maps (a learned span wins where they overlap)."""
+    r = await runtime_of(request).spans.predict(
+        project, principal_of(request), body.texts, lane(body.priority)
+    )
+    return json_response(
+        ProjectSpansOut(
+            project=r.project,
+            model_version=r.model_version,
+            pretrained=r.pretrained,
+            results=[
+                ProjectSpansResultOut(
+                    spans=[
+                        ProjectSpanOut(
+                            start=s.start,
+                            end=s.end,
+                            label=s.label,
+                            text=s.text,
+                            score=s.score,
+                            source=s.source,
+                        )
+                        for s in per_text
+                    ]
+                )
+                for per_text in r.spans
+            ],
+            timings=r.timings,
+        )
+    )

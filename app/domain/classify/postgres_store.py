@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from app.domain.classify.sqlite_store import KEEP_MODELS
+from app.domain.classify.sqlite_store import KEEP_MODELS, _spans, _spans_json
 from app.domain.classify.store import ExampleIn, ExampleRow, ModelRow, ProjectRow
 
 _SCHEMA = """
@@ -47,9 +47,12 @@ CREATE TABLE IF NOT EXISTS prelabel_models (
     metrics TEXT NOT NULL,
     PRIMARY KEY (project, version)
 );
+ALTER TABLE prelabel_projects ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'classify';
+ALTER TABLE prelabel_projects ADD COLUMN IF NOT EXISTS options TEXT;
+ALTER TABLE prelabel_examples ADD COLUMN IF NOT EXISTS spans TEXT;
 """
 
-_PROJECT = "name, owner, labels, multi_label, created, updated, revision"
+_PROJECT = "name, owner, labels, multi_label, created, updated, revision, kind, options"
 _MODEL = "version, tag, created, revision, payload, metrics"
 
 
@@ -100,13 +103,16 @@ class PostgresProjectStore:
         labels: tuple[str, ...] | None,
         multi_label: bool,
         now: float,
+        kind: str = "classify",
+        options: str | None = None,
     ) -> ProjectRow:
         fixed = None if labels is None else json.dumps(list(labels))
         with self._tx() as cur:
             cur.execute(
                 "INSERT INTO prelabel_projects (name, owner, labels, multi_label, created, "
-                "updated) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
-                (name, owner, fixed, multi_label, now, now),
+                "updated, kind, options) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, owner, fixed, multi_label, now, now, kind, options),
             )
             cur.execute(f"SELECT {_PROJECT} FROM prelabel_projects WHERE name = %s", (name,))
             row = cur.fetchone()
@@ -115,14 +121,18 @@ class PostgresProjectStore:
     def add_examples(self, name: str, examples: Sequence[ExampleIn], now: float) -> int:
         with self._tx() as cur:
             cur.executemany(
-                "INSERT INTO prelabel_examples (project, key, text, labels, updated) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (project, key) DO UPDATE SET "
+                "INSERT INTO prelabel_examples (project, key, text, labels, updated, spans) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (project, key) DO UPDATE SET "
                 "text = EXCLUDED.text, labels = EXCLUDED.labels, updated = EXCLUDED.updated, "
+                "spans = EXCLUDED.spans, "
                 "vector = CASE WHEN prelabel_examples.text = EXCLUDED.text "
                 "THEN prelabel_examples.vector END, "
                 "vector_model = CASE WHEN prelabel_examples.text = EXCLUDED.text "
                 "THEN prelabel_examples.vector_model END",
-                [(name, e.key, e.text, json.dumps(list(e.labels)), now) for e in examples],
+                [
+                    (name, e.key, e.text, json.dumps(list(e.labels)), now, _spans_json(e.spans))
+                    for e in examples
+                ],
             )
             return _bump(cur, name, now)
 
@@ -155,14 +165,14 @@ class PostgresProjectStore:
     def examples(self, name: str) -> list[ExampleRow]:
         with self._tx() as cur:
             cur.execute(
-                "SELECT key, text, labels, vector, vector_model FROM prelabel_examples "
+                "SELECT key, text, labels, vector, vector_model, spans FROM prelabel_examples "
                 'WHERE project = %s ORDER BY key COLLATE "C"',
                 (name,),
             )
             rows = cur.fetchall()
         return [
-            ExampleRow(k, t, tuple(lab), None if v is None else bytes(v), vm)
-            for k, t, lab, v, vm in rows
+            ExampleRow(k, t, tuple(lab), None if v is None else bytes(v), vm, _spans(sp))
+            for k, t, lab, v, vm, sp in rows
         ]
 
     def set_vectors(self, name: str, model: str, vectors: Sequence[tuple[str, bytes]]) -> None:
@@ -244,7 +254,7 @@ def _bump(cur: Any, name: str, now: float) -> int:
 
 
 def _project(row: tuple[Any, ...]) -> ProjectRow:
-    name, owner, labels, multi, created, updated, revision = row
+    name, owner, labels, multi, created, updated, revision, kind, options = row
     return ProjectRow(
         str(name),
         None if owner is None else str(owner),
@@ -253,4 +263,6 @@ def _project(row: tuple[Any, ...]) -> ProjectRow:
         float(created),
         float(updated),
         int(revision),
+        str(kind),
+        options,
     )

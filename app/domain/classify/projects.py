@@ -58,6 +58,7 @@ class ModelInfo:
     training: bool
     last_error: str | None
     note: str | None
+    kind: str = "classify"  # or "spans" (`spans.py`)
 
 
 class Projects:
@@ -66,10 +67,18 @@ class Projects:
         self.limits = limits
         self.auto_train = auto_train
         self.trainer: Trainer | None = None  # set by the runtime (it needs the embedder)
+        self.span_trainer: Trainer | None = None  # span projects' (`span_trainer.py`)
 
     def _trainer(self) -> Trainer:
         assert self.trainer is not None, "Projects.trainer is wired by the runtime"
         return self.trainer
+
+    def trainer_for(self, name: str, kind: str) -> Trainer:
+        """The trainer of a project of this kind ("classify" or "spans")."""
+        if kind == "spans":
+            assert self.span_trainer is not None, "Projects.span_trainer is wired by the runtime"
+            return self.span_trainer
+        return self._trainer()
 
     async def visible(self, name: str, who: Principal | None) -> ProjectRow:
         row = await asyncio.to_thread(self.store.get_project, check_name(name))
@@ -103,6 +112,10 @@ class Projects:
         if row is not None and not _may_see(row, who):
             raise ProjectConflict(f"project name {name!r} is taken by another API key")
         if row is not None:
+            if row.kind != "classify":
+                raise ProjectConflict(
+                    f"project {name!r} is a {row.kind} project: its examples carry spans"
+                )
             if fixed is not None and row.labels != fixed:
                 raise ProjectConflict(
                     f"project {name!r} was created with labels {list(row.labels or [])}; "
@@ -140,19 +153,19 @@ class Projects:
     ) -> tuple[int, ModelInfo]:
         """Delete examples by key (a label withdrawn); retrain like an upload. Returns how many
         existed."""
-        await self.visible(name, who)
+        row = await self.visible(name, who)
         if not keys:
             raise ValidationFailed("keys is empty")
         if len(keys) > self.limits.max_examples:
             raise ValidationFailed(f"{len(keys)} keys; at most {self.limits.max_examples}")
         gone = await asyncio.to_thread(self.store.delete_examples, name, keys, time.time())
         if gone and self.auto_train:
-            self._trainer().request(name)
+            self.trainer_for(name, row.kind).request(name)
         return gone, await self.info(name, who)
 
     async def train(self, name: str, who: Principal | None, wait: bool) -> ModelInfo:
-        await self.visible(name, who)
-        trainer = self._trainer()
+        row = await self.visible(name, who)
+        trainer = self.trainer_for(name, row.kind)
         trainer.request(name)
         if wait:
             await trainer.wait(name)
@@ -164,7 +177,7 @@ class Projects:
         total = await asyncio.to_thread(self.store.count_examples, name)
         model = await asyncio.to_thread(self.store.latest_model, name)
         metrics: dict[str, Any] = json.loads(model.metrics) if model else {}
-        st = self._trainer().state(name)
+        st = self.trainer_for(name, row.kind).state(name)
         return ModelInfo(
             project=name,
             multi_label=row.multi_label,
@@ -180,11 +193,12 @@ class Projects:
             training=st.running,
             last_error=st.last_error,
             note=st.note,
+            kind=row.kind,
         )
 
     async def delete(self, name: str, who: Principal | None) -> None:
-        await self.visible(name, who)
-        self._trainer().forget(name)
+        row = await self.visible(name, who)
+        self.trainer_for(name, row.kind).forget(name)
         await asyncio.to_thread(self.store.delete_project, name)
 
 

@@ -22,7 +22,7 @@ from app.domain.apikeys import Principal
 from app.domain.classify import zeroshot
 from app.domain.classify.limits import Limits, check_texts, clean_labels
 from app.domain.classify.linear import LinearModel, Matrix
-from app.domain.classify.projects import Projects
+from app.domain.classify.projects import ProjectConflict, Projects
 from app.domain.classify.zeroshot import LabelSpec
 from app.errors import UnknownModel, ValidationFailed
 from app.inference.batcher import Lane
@@ -124,6 +124,11 @@ class TextClassifier:
         t0 = time.perf_counter()
         if project is not None:
             row = await self.projects.visible(project, principal)
+            if row.kind != "classify":
+                raise ProjectConflict(
+                    f"project {project!r} is a {row.kind} project: "
+                    f"POST /v1/projects/{project}/spans"
+                )
             multi = row.multi_label if multi_label is None else multi_label
             model = await self._model(project)
             if model is not None:

@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS projects (
     multi_label INTEGER NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    revision INTEGER NOT NULL DEFAULT 0
+    revision INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'classify',
+    options TEXT
 );
 CREATE TABLE IF NOT EXISTS examples (
     project TEXT NOT NULL,
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS examples (
     vector BLOB,
     vector_model TEXT,
     updated REAL NOT NULL,
+    spans TEXT,
     PRIMARY KEY (project, key)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -50,7 +53,13 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 
-_PROJECT = "name, owner, labels, multi_label, created, updated, revision"
+_PROJECT = "name, owner, labels, multi_label, created, updated, revision, kind, options"
+# Columns added after the first release: (table, column, definition), added when missing.
+_ADDED = (
+    ("projects", "kind", "TEXT NOT NULL DEFAULT 'classify'"),
+    ("projects", "options", "TEXT"),
+    ("examples", "spans", "TEXT"),
+)
 _MODEL = "version, tag, created, revision, payload, metrics"
 
 
@@ -74,6 +83,10 @@ class SqliteProjectStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")  # another process on the same file
         db.executescript(_SCHEMA)
+        for table, column, definition in _ADDED:
+            have = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         return db
 
     @contextmanager
@@ -110,13 +123,15 @@ class SqliteProjectStore:
         labels: tuple[str, ...] | None,
         multi_label: bool,
         now: float,
+        kind: str = "classify",
+        options: str | None = None,
     ) -> ProjectRow:
         fixed = None if labels is None else json.dumps(list(labels))
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO projects (name, owner, labels, multi_label, created, "
-                "updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, owner, fixed, int(multi_label), now, now),
+                "updated, kind, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, owner, fixed, int(multi_label), now, now, kind, options),
             )
             row = db.execute(f"SELECT {_PROJECT} FROM projects WHERE name = ?", (name,)).fetchone()
         return _project(row)
@@ -124,13 +139,17 @@ class SqliteProjectStore:
     def add_examples(self, name: str, examples: Sequence[ExampleIn], now: float) -> int:
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO examples (project, key, text, labels, updated) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO examples (project, key, text, labels, updated, spans) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (project, key) DO UPDATE SET text = excluded.text, "
-                "labels = excluded.labels, updated = excluded.updated, "
+                "labels = excluded.labels, updated = excluded.updated, spans = excluded.spans, "
                 "vector = CASE WHEN examples.text = excluded.text THEN examples.vector END, "
                 "vector_model = CASE WHEN examples.text = excluded.text "
                 "THEN examples.vector_model END",
-                [(name, e.key, e.text, json.dumps(list(e.labels)), now) for e in examples],
+                [
+                    (name, e.key, e.text, json.dumps(list(e.labels)), now, _spans_json(e.spans))
+                    for e in examples
+                ],
             )
             return _bump(db, name, now)
 
@@ -162,11 +181,14 @@ class SqliteProjectStore:
     def examples(self, name: str) -> list[ExampleRow]:
         with self._tx() as db:
             rows = db.execute(
-                "SELECT key, text, labels, vector, vector_model FROM examples "
+                "SELECT key, text, labels, vector, vector_model, spans FROM examples "
                 "WHERE project = ? ORDER BY key",
                 (name,),
             ).fetchall()
-        return [ExampleRow(k, t, tuple(json.loads(lab)), v, vm) for k, t, lab, v, vm in rows]
+        return [
+            ExampleRow(k, t, tuple(json.loads(lab)), v, vm, _spans(sp))
+            for k, t, lab, v, vm, sp in rows
+        ]
 
     def set_vectors(self, name: str, model: str, vectors: Sequence[tuple[str, bytes]]) -> None:
         with self._tx() as db:
@@ -236,8 +258,18 @@ def _bump(db: sqlite3.Connection, name: str, now: float) -> int:
     return int(revision)
 
 
+def _spans_json(spans: tuple[tuple[int, int, str], ...] | None) -> str | None:
+    return None if spans is None else json.dumps([list(s) for s in spans])
+
+
+def _spans(raw: str | None) -> tuple[tuple[int, int, str], ...] | None:
+    if raw is None:
+        return None
+    return tuple((int(s), int(e), str(lab)) for s, e, lab in json.loads(raw))
+
+
 def _project(row: tuple[object, ...]) -> ProjectRow:
-    name, owner, labels, multi, created, updated, revision = row
+    name, owner, labels, multi, created, updated, revision, kind, options = row
     fixed = None if labels is None else tuple(json.loads(str(labels)))
     return ProjectRow(
         str(name),
@@ -247,4 +279,6 @@ def _project(row: tuple[object, ...]) -> ProjectRow:
         float(created),  # type: ignore[arg-type]
         float(updated),  # type: ignore[arg-type]
         int(revision),  # type: ignore[call-overload]
+        str(kind),
+        None if options is None else str(options),
     )

@@ -25,6 +25,8 @@ class ProjectRow:
     created: float  # Unix seconds
     updated: float
     revision: int  # bumped by every change to the examples
+    kind: str = "classify"  # "classify" (texts -> labels) or "spans" (texts -> entity spans)
+    options: str | None = None  # JSON: kind-specific settings (spans: `SpanOptions`)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class ExampleIn:
     key: str  # the client's id for it, or a hash of the text: a new label for a key replaces
     text: str
     labels: tuple[str, ...]
+    # Span projects: [start, end) code-point offsets and label of each span (`labels` then
+    # holds each span's label, so label counts are span counts); None for classification.
+    spans: tuple[tuple[int, int, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class ExampleRow:
     labels: tuple[str, ...]
     vector: bytes | None  # float32 [D] embedding of `text`, computed by `vector_model`
     vector_model: str | None
+    spans: tuple[tuple[int, int, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class ModelRow:
     tag: str  # "<version>-<hash of the examples and settings>": what predictions report
     created: float
     revision: int  # the project revision it was trained on
-    payload: str  # JSON: `LinearModel.to_json()`
+    payload: str  # JSON: `LinearModel.to_json()`, or (spans) `span_model.SpanModel.to_json()`
     metrics: str  # JSON: counts, cross-validation, timings
 
 
@@ -63,6 +69,8 @@ class ProjectStore(Protocol):
         labels: tuple[str, ...] | None,
         multi_label: bool,
         now: float,
+        kind: str = "classify",
+        options: str | None = None,
     ) -> ProjectRow:
         """Create it, or return the existing row unchanged (first creator wins)."""
         ...
