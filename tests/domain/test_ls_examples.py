@@ -11,6 +11,7 @@ import pytest
 from app.domain.classify.projects import Example
 from app.domain.labelstudio.config import parse_label_config
 from app.domain.labelstudio.examples import (
+    Pair,
     Target,
     changes,
     chosen,
@@ -113,7 +114,7 @@ def test_tasks_without_a_usable_text_are_skipped(text: object) -> None:
 
 
 def test_later_annotations_win_and_ids_must_be_integers() -> None:
-    pairs = [
+    pairs: list[Pair] = [
         (task(1), [{"id": 9, "result": [pick("intent", "bug")]}]),
         (task(1), [{"id": 9, "result": [pick("intent", "praise")]}]),
         (task(1), [{"id": "9", "result": [pick("intent", "bug")]}, {"result": []}]),

@@ -34,7 +34,7 @@ from app.domain.labelstudio.config import ControlTag, LabelConfig
 KEY_PREFIX = "ann-"
 TEXT_TAGS = ("text",)
 
-Pair = tuple[Mapping[str, Any], list[Mapping[str, Any]]]
+Pair = tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
 """(a task with its `data`, the annotations of it to learn from)."""
 
 
