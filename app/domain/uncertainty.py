@@ -60,7 +60,8 @@ def least_confidence(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
     k = q.shape[1]
     if k == 1:
         return np.zeros(q.shape[0])
-    return np.clip((1.0 - q.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    out: npt.NDArray[np.float64] = np.clip((1.0 - q.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    return out
 
 
 def margin(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -79,7 +80,8 @@ def entropy(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
     if k == 1:
         return np.zeros(q.shape[0])
     logs = np.log(np.where(q > 0, q, 1.0))
-    return np.clip(-(q * logs).sum(axis=1) / math.log(k), 0.0, 1.0)
+    out: npt.NDArray[np.float64] = np.clip(-(q * logs).sum(axis=1) / math.log(k), 0.0, 1.0)
+    return out
 
 
 FORMULAS = {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}
