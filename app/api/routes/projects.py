@@ -51,7 +51,7 @@ class ExampleIn(BaseModel):
     @model_validator(mode="after")
     def _one_label_field(self) -> ExampleIn:
         if sum(x is not None for x in (self.label, self.labels, self.spans)) != 1:
-            raise ValueError("give exactly one of label, labels and spans")
+            raise ValueError("give exactly one of label and labels (or spans, in a span project)")
         return self
 
 
