@@ -87,6 +87,9 @@ class DetectionOut(BaseModel):
     label: str
     score: float
     box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] pixels.")
+    uncertainty: float | None = Field(
+        default=None, description="1 - score (the adapters keep only the best class's score)."
+    )
 
 
 class DetectResponse(BaseModel):
@@ -96,6 +99,9 @@ class DetectResponse(BaseModel):
     height: int
     detections: list[DetectionOut]
     timings: dict[str, float]
+    uncertainty: float | None = Field(
+        default=None, description="The image's: 1 - the best box score; 1.0 with no box."
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -119,6 +125,7 @@ class MaskOut(BaseModel):
     area: int
     predicted_iou: float
     polygons: list[list[float]] | None = None
+    uncertainty: float | None = Field(default=None, description="1 - predicted_iou, in [0, 1].")
 
 
 class SegmentResponse(BaseModel):
@@ -139,8 +146,17 @@ class SpanOut(BaseModel):
     score: float | None = Field(description="Confidence; null for models without one (spaCy).")
 
 
+class NerSpanOut(SpanOut):
+    uncertainty: float | None = Field(
+        default=None, description="1 - score, in [0, 1]; null without a score (spaCy)."
+    )
+
+
 class NerResultOut(BaseModel):
-    spans: list[SpanOut]
+    spans: list[NerSpanOut]
+    uncertainty: float | None = Field(
+        default=None, description="The text's: its most uncertain span's; null if none has one."
+    )
 
 
 class NerResponse(BaseModel):
@@ -282,4 +298,55 @@ class OcrResponse(BaseModel):
     width: int
     height: int
     lines: list[TextLineOut]
+    timings: dict[str, float]
+
+
+# -- /v1/keypoints (pose) ---------------------------------------------------------------------
+
+KEYPOINT_FORMATS = {
+    "coco": "COCO keypoints dataset (keypoints [x, y, v]*K, num_keypoints, category skeleton)",
+    "coco-results": "COCO keypoint results list (COCOeval iouType='keypoints')",
+    "yolo": "YOLO pose rows: class cx cy w h (x y v)*K, normalised",
+    "labelstudio": "Label Studio task: rectanglelabels per instance, keypointlabels children",
+}
+
+
+class KeypointsOptions(_In):
+    model: str | None = Field(default=None, description="Keypoint model; default from settings.")
+    min_score: float = Field(default=0.2, ge=0.0, le=1.0, description="Instance score floor.")
+    max_instances: int = Field(default=6, ge=1, le=100)
+    keypoint_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Formats: a keypoint under it is not labelled."
+    )
+    priority: Priority = "interactive"
+    format: str | None = Field(default=None, description=f"One of {sorted(KEYPOINT_FORMATS)}.")
+    file_name: str = Field(default="image", description="The image's name in format output.")
+
+
+class KeypointsJson(KeypointsOptions, ImageJson):
+    pass
+
+
+class KeypointOut(BaseModel):
+    name: str
+    x: float
+    y: float
+    score: float
+
+
+class PoseInstanceOut(BaseModel):
+    label: str
+    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] pixels.")
+    score: float
+    keypoints: list[KeypointOut]
+
+
+class KeypointsResponse(BaseModel):
+    model: str
+    version: str
+    width: int
+    height: int
+    instances: list[PoseInstanceOut]
+    keypoint_names: list[str]
+    skeleton: list[tuple[int, int]] = Field(description="1-based pairs into keypoint_names.")
     timings: dict[str, float]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain import masks
+from app.domain import masks, uncertainty
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
 
 
@@ -13,13 +13,17 @@ def object_json(
     label: str, box: tuple[float, float, float, float], score: float | None, rle: Any = None
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {"label": label, "box": [float(v) for v in box], "score": score}
+    obj["uncertainty"] = uncertainty.of_score(score)  # app/domain/uncertainty.py
     if rle is not None:
         obj["mask"] = rle
     return obj
 
 
 def image_json(file_name: str, width: int, height: int, objects: list[dict[str, Any]]) -> Any:
-    return {"file_name": file_name, "width": width, "height": height, "objects": objects}
+    scores = [o["score"] for o in objects if o.get("score") is not None]
+    u = uncertainty.of_image(scores)  # 1 - the best score; 1.0 with no object
+    doc = {"file_name": file_name, "width": width, "height": height, "objects": objects}
+    return {**doc, "uncertainty": u}
 
 
 def image_record(doc: dict[str, Any]) -> ImageRecord:
@@ -36,11 +40,12 @@ def image_record(doc: dict[str, Any]) -> ImageRecord:
 
 
 def text_json(text_id: str, text: str, spans: list[tuple[int, int, str, float | None]]) -> Any:
-    return {
-        "text_id": text_id,
-        "text": text,
-        "spans": [{"start": s, "end": e, "label": lab, "score": sc} for s, e, lab, sc in spans],
-    }
+    out: list[dict[str, Any]] = [
+        {"start": s, "end": e, "label": lab, "score": sc, "uncertainty": uncertainty.of_score(sc)}
+        for s, e, lab, sc in spans
+    ]
+    u = uncertainty.of_text([o["uncertainty"] for o in out])  # null: no span has a score
+    return {"text_id": text_id, "text": text, "spans": out, "uncertainty": u}
 
 
 def text_record(doc: dict[str, Any]) -> TextRecord:

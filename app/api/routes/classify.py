@@ -12,6 +12,7 @@ from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import StrictJsonRoute
 from app.api.schemas import Priority
 from app.domain.classify.zeroshot import LabelSpec
+from app.domain.uncertainty import DEFAULT_STRATEGY, Bucket, Strategy, bucket
 
 router = APIRouter(prefix="/v1", tags=["classify"], route_class=StrictJsonRoute)
 
@@ -46,6 +47,17 @@ class ClassifyRequest(BaseModel):
     )
     top_k: int = Field(default=5, ge=1, le=1000, description="Scores returned per text.")
     priority: Priority = "interactive"
+    uncertainty: Strategy = Field(
+        default=DEFAULT_STRATEGY,
+        description="How `uncertainty` is computed over all the labels' scores: "
+        "least_confidence, margin (default) or entropy, each in [0, 1].",
+    )
+    needs_human_above: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Stream mode: results with uncertainty >= this get needs_human=true.",
+    )
 
 
 class LabelScoreOut(BaseModel):
@@ -62,6 +74,15 @@ class LabelScoreOut(BaseModel):
 class ClassifyResultOut(BaseModel):
     labels: list[str] = Field(description="The decision: the top label, or the multi-label set.")
     scores: list[LabelScoreOut] = Field(description="Best first, at most top_k.")
+    uncertainty: float | None = Field(
+        default=None, description="In [0, 1], higher = less sure (the request's strategy)."
+    )
+    difficulty: Bucket | None = Field(
+        default=None, description="easy (uncertainty < 0.25), medium, hard (>= 0.6)."
+    )
+    needs_human: bool | None = Field(
+        default=None, description="With needs_human_above: uncertainty >= it."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -95,7 +116,9 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
         threshold=body.threshold,
         top_k=body.top_k,
         lane=lane(body.priority),
+        strategy=body.uncertainty,
     )
+    cut = body.needs_human_above
     return json_response(
         ClassifyResponse(
             mode=r.mode,
@@ -109,6 +132,11 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
                         LabelScoreOut(label=s.label, score=s.score, similarity=s.similarity)
                         for s in t.scores
                     ],
+                    uncertainty=t.uncertainty,
+                    difficulty=bucket(t.uncertainty),
+                    needs_human=None
+                    if cut is None or t.uncertainty is None
+                    else t.uncertainty >= cut,
                 )
                 for t in r.results
             ],

@@ -10,6 +10,7 @@ from app.api.schemas import DetectionOut, DetectJson, DetectOptions, DetectRespo
 from app.domain.detection import DetectParams
 from app.domain.formats.records import ImageRecord, ObjectRecord
 from app.domain.formats.render import IMAGE_FORMATS, check, render_image
+from app.domain.uncertainty import of_image, of_score
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -59,8 +60,10 @@ async def detect(request: Request) -> Response:
             width=result.width,
             height=result.height,
             detections=[
-                DetectionOut(label=d.label, score=d.score, box=d.box) for d in result.detections
+                DetectionOut(label=d.label, score=d.score, box=d.box, uncertainty=of_score(d.score))
+                for d in result.detections
             ],
             timings=result.timings,
+            uncertainty=of_image([d.score for d in result.detections]),
         )
     )

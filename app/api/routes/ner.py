@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request, Response
 
 from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import StrictJsonRoute, body_cap, json_body_doc, read_json
-from app.api.schemas import NerRequest, NerResponse, NerResultOut, SpanOut
+from app.api.schemas import NerRequest, NerResponse, NerResultOut, NerSpanOut
 from app.domain.formats.records import SpanRecord, TextRecord
 from app.domain.formats.render import TEXT_FORMATS, check, render_texts
+from app.domain.uncertainty import of_score, of_text
 
 router = APIRouter(prefix="/v1", tags=["ner"], route_class=StrictJsonRoute)
 
@@ -48,9 +49,17 @@ async def ner(request: Request) -> Response:
             results=[
                 NerResultOut(
                     spans=[
-                        SpanOut(start=s.start, end=s.end, label=s.label, text=s.text, score=s.score)
+                        NerSpanOut(
+                            start=s.start,
+                            end=s.end,
+                            label=s.label,
+                            text=s.text,
+                            score=s.score,
+                            uncertainty=of_score(s.score),
+                        )
                         for s in spans
-                    ]
+                    ],
+                    uncertainty=of_text([of_score(s.score) for s in spans]),
                 )
                 for spans in r.spans
             ],

@@ -20,6 +20,7 @@ from app.api.schemas import (
 from app.domain.formats.records import ImageRecord
 from app.domain.formats.render import IMAGE_FORMATS, check, render_image
 from app.domain.prompts import Point, Prompt
+from app.domain.uncertainty import of_score
 
 router = APIRouter(prefix="/v1/sam", tags=["sam"])
 
@@ -120,6 +121,7 @@ async def segment(request: Request) -> Response:
                     area=m.area,
                     predicted_iou=m.predicted_iou,
                     polygons=m.polygons,
+                    uncertainty=of_score(m.predicted_iou),
                 )
                 for m in r.masks
             ],

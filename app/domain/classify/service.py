@@ -13,11 +13,12 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
+from app.domain import uncertainty
 from app.domain.apikeys import Principal
 from app.domain.classify import zeroshot
 from app.domain.classify.limits import Limits, check_texts, clean_labels
@@ -46,6 +47,7 @@ class LabelScore:
 class TextResult:
     labels: tuple[str, ...]  # the decision: the top label, or (multi-label) all over threshold
     scores: tuple[LabelScore, ...]  # best first, at most top_k
+    uncertainty: float | None = None  # app/domain/uncertainty.py, over every label's score
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ClassifyResult:
     embedder: str  # "<name>@<version>"
     results: list[TextResult]
     timings: dict[str, float]
+    # [N, D] the texts' embeddings (what /v1/rank diversifies on)
+    vectors: Matrix | None = field(default=None, compare=False)
 
 
 class TextClassifier:
@@ -110,9 +114,11 @@ class TextClassifier:
         threshold: float | None = None,
         top_k: int = 5,
         lane: Lane = Lane.INTERACTIVE,
+        strategy: uncertainty.Strategy = uncertainty.DEFAULT_STRATEGY,
     ) -> ClassifyResult:
         """Exactly one of `labels` (zero-shot) and `project`. `threshold` decides multi-label
-        sets: default 0.5 on few-shot probabilities, 0.3 on zero-shot similarities."""
+        sets: default 0.5 on few-shot probabilities, 0.3 on zero-shot similarities. Each
+        result's `uncertainty` is `strategy` over all the labels' scores."""
         if (labels is None) == (project is None):
             raise ValidationFailed("give either labels (zero-shot) or project, not both")
         if not texts:
@@ -139,7 +145,7 @@ class TextClassifier:
                     _decide(linear.labels, p, None, linear.multi_label, threshold or 0.5, top_k)
                     for p in probs
                 ]
-                return self._result("few-shot", tag, out, t0)
+                return _with_uncertainty(self._result("few-shot", tag, out, t0), probs, x, strategy)
             names = row.labels or tuple(await self.projects.label_names(project))
             if not names:
                 raise ValidationFailed(
@@ -172,7 +178,8 @@ class TextClassifier:
             _decide(names, s, sim, multi, threshold if threshold is not None else 0.3, top_k)
             for s, sim in zip(scores, sims, strict=True)
         ]
-        return self._result("zero-shot", "zero-shot", out, t0)
+        result = self._result("zero-shot", "zero-shot", out, t0)
+        return _with_uncertainty(result, scores, x, strategy)
 
     def _remember(self, vectors: dict[str, Vector]) -> None:
         """Label phrase embeddings, most recently used kept (at most `PHRASE_CACHE`)."""
@@ -205,6 +212,17 @@ class TextClassifier:
         spec = self.registry.manifest.get(self.embedder_name)
         ms = round((time.perf_counter() - t0) * 1000, 2)
         return ClassifyResult(mode, version, f"{spec.name}@{spec.version}", out, {"total_ms": ms})
+
+
+def _with_uncertainty(
+    r: ClassifyResult, probs: Matrix, x: Matrix, strategy: uncertainty.Strategy
+) -> ClassifyResult:
+    """`r` with each text's uncertainty from its [K] scores (`probs` [N, K]) and `vectors` x."""
+    us = uncertainty.of_probs(probs, strategy)
+    results = [
+        replace(t, uncertainty=round(float(v), 4)) for t, v in zip(r.results, us, strict=True)
+    ]
+    return replace(r, results=results, vectors=x)
 
 
 def _decide(
