@@ -198,11 +198,11 @@ def test_two_replicas_on_postgresql_serve_the_same_span_model(tmp_path: Path) ->
     from tests.postgres_server import postgres_server
 
     with postgres_server() as dsn:
-        s = settings(tmp_path / "unused.db", auto_train=False, state_dsn=dsn)
+        s = settings(tmp_path / "unused.db", state_dsn=dsn)  # uploads train in the background
         with TestClient(create_app(s)) as a, TestClient(create_app(s)) as b:
             body = {"kind": "spans", "examples": examples(TRAIN[:60])}
             assert a.post("/v1/projects/d/examples", json=body).status_code == 200
-            v1 = a.post("/v1/projects/d/train?wait=true").json()
+            v1 = a.post("/v1/projects/d/train?wait=true").json()  # waits for that run
             assert v1["version"].startswith("1-"), v1
             texts = [x["text"] for x in TRAIN[:60]]
             ra = a.post("/v1/projects/d/spans", json={"texts": texts}).json()

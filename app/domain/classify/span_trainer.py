@@ -3,7 +3,9 @@
 The same scheduling as `trainer.Trainer` (one run per project at a time, a request during a run
 trains once more after it; failures reported by `state()`), but a run trains in a child process
 (`python -m app.inference.span_model`: spaCy on CPU, one thread) that is killed when it passes
-`timeout_s`, so a stuck or runaway training costs nothing once its deadline is past. A run:
+`timeout_s`, so a stuck or runaway training costs nothing once its deadline is past. At most
+`max_processes` (1) children run at once over all projects; a run waits for a slot before its
+deadline starts. A run:
 
 1. reads the project's annotated texts (never changes them);
 2. skips training when their hash matches the newest model's (nothing to learn);
@@ -48,10 +50,14 @@ class SpanTrainer(Trainer):
         timeout_s: float,
         command: Sequence[str] = DEFAULT_COMMAND,
         epochs: int = EPOCHS,
+        max_processes: int = 1,
     ) -> None:
         super().__init__(store, _no_embed, FORMAT, timeout_s)  # type: ignore[arg-type]
         self.command = tuple(command)  # tests swap it to inject failures and hangs
         self.epochs = epochs
+        # Training processes at once, over all projects (each is a CPU-bound spaCy run of
+        # ~200-400 MB); a run waits for a slot before its deadline starts.
+        self._slots = asyncio.Semaphore(max_processes)
 
     async def _train_once(self, project: str, st: TrainState) -> ModelRow | None:
         proj = await asyncio.to_thread(self.store.get_project, project)
@@ -77,7 +83,8 @@ class SpanTrainer(Trainer):
             "budget_s": self.timeout_s * 0.6,  # stop adding epochs well before the kill
         }
         t0 = time.perf_counter()
-        out = await self._run(json.dumps(job).encode())
+        async with self._slots:
+            out = await self._run(json.dumps(job).encode())
         try:
             result = json.loads(out)
             model, fit = result["model"], result["metrics"]
