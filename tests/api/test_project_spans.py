@@ -213,3 +213,27 @@ def test_two_replicas_on_postgresql_serve_the_same_span_model(tmp_path: Path) ->
         with TestClient(create_app(s)) as c:
             rc = c.post("/v1/projects/d/spans", json={"texts": texts}).json()
             assert rc["model_version"] == v1["version"] and rc["results"] == ra["results"]
+
+
+def test_span_projects_belong_to_the_key_that_created_them(tmp_path: Path) -> None:
+    from app.domain.apikeys import key_line
+    from tests.api.test_projects import ALICE, BOB, ROOT
+
+    keys = [
+        key_line(ALICE, "user", "alice"),
+        key_line(BOB, "user", "bob"),
+        key_line(ROOT, "admin", "root"),
+    ]
+    s = settings(tmp_path / "state.db", api_keys=keys, auto_train=False)
+    alice, bob, root = ({"Authorization": f"Bearer {k}"} for k in (ALICE, BOB, ROOT))
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        body = {"kind": "spans", "examples": examples(TRAIN[:3])}
+        assert c.post("/v1/projects/a/examples", json=body).status_code == 401
+        assert c.post("/v1/projects/a/examples", json=body, headers=alice).status_code == 200
+        texts = {"texts": [TEST[0]["text"]]}
+        assert c.post("/v1/projects/a/spans", json=texts, headers=bob).status_code == 404
+        assert c.post("/v1/projects/a/examples", json=body, headers=bob).status_code == 409
+        assert c.get("/v1/projects/a/model", headers=bob).status_code == 404
+        assert c.post("/v1/projects/a/spans", json=texts, headers=root).status_code == 200
+        assert c.get("/v1/projects/a/model", headers=alice).json()["examples"] == 3
+        assert c.delete("/v1/projects/a", headers=root).status_code == 200
