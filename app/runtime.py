@@ -22,6 +22,7 @@ from app.domain.classify.store import ProjectStore
 from app.domain.classify.trainer import Trainer
 from app.domain.detection import DetectionService
 from app.domain.images import ImageLimits
+from app.domain.keypoints import KeypointService
 from app.domain.labelstudio.choices import LsChoices
 from app.domain.labelstudio.events import EventLog
 from app.domain.labelstudio.fetch import TaskDataFetcher
@@ -29,9 +30,9 @@ from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.predict import LabelStudioPredictor
 from app.domain.labelstudio.projects import LsOrigins, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor
+from app.domain.ocr import OcrService
 from app.domain.segmentation import (
     LowResMask,
-from app.domain.ocr import OcrService
     SegmentationService,
     embedding_nbytes,
     low_res_nbytes,
@@ -102,9 +103,10 @@ class Runtime:
             self.low_res,
         )
         self.ner = NerService(self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s)
+        self.ocr = OcrService(self.registry, limits, s.request_timeout_s)
+        self.keypoints = KeypointService(self.registry, limits, s.request_timeout_s)
         self.tokens = TokenService(
             self.registry, s.max_texts, s.max_text_chars, s.request_timeout_s
-        self.ocr = OcrService(self.registry, limits, s.request_timeout_s)
         )
         # Text classification: project examples and models in PostgreSQL (`state_dsn`, shared by
         # replicas) or SQLite (`state_db`; in memory when unset).
@@ -149,10 +151,10 @@ class Runtime:
             s.ls_score_threshold,
             s.ls_label_aliases,
         )
-        # Label Studio Choices learned from its annotations (the project store above).
+        # Label Studio Choices and Labels learned from its annotations (the project store above).
         self.ls_learning = LsLearning(
             self.projects,
-            LsChoices(self.projects, self.classifier),
+            LsChoices(self.projects, self.classifier, self.spans),
             self.ls_fetcher,
             on_failure=self._count_ls_failure,
         )

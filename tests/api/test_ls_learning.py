@@ -5,6 +5,7 @@ once. The same flows against a running Label Studio: tests/labelstudio/test_lear
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -158,3 +159,63 @@ def test_webhooks_update_and_remove_examples(client: TestClient) -> None:
     r = c.post("/train", json={"annotations": exported()[4:], "project": PROJECT})
     assert r.json()["training"] == "done"
     assert model(c)["examples_per_label"] == {"Q-08": 4, "Q-42": 4}
+
+
+SPANS_CONFIG = """<View><Text name="text" value="$text"/>
+  <Labels name="ner" toName="text"><Label value="DRUG"/></Labels></View>"""
+DRUGS = Path(__file__).resolve().parents[1] / "data" / "wordnet_drug_spans.jsonl"
+
+
+def drug_tasks(items: list[dict[str, Any]], first_id: int) -> list[dict[str, Any]]:
+    """WordNet glosses with their DRUG spans as Label Studio exports annotated tasks."""
+    tasks = []
+    for n, x in enumerate(items, first_id):
+        result = [
+            {
+                "id": f"r{n}-{s}",
+                "from_name": "ner",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": s, "end": e, "text": x["text"][s:e], "labels": [label]},
+            }
+            for s, e, label in x["spans"]
+        ]
+        ann = {"id": 1000 + n, "result": result, "was_cancelled": False, "task": n}
+        tasks.append({"id": n, "data": {"text": x["text"]}, "annotations": [ann]})
+    return tasks
+
+
+def test_labels_learn_custom_spans_from_train(tmp_path: Path) -> None:
+    """A Labels control with an entity type no pretrained model has (DRUG): /train with 150
+    annotated glosses trains its span project; /predict then finds DRUG in held-out glosses
+    under the new version (before, nothing: no model knows DRUG)."""
+    items = [json.loads(x) for x in DRUGS.read_text("utf-8").splitlines()]
+    train, held = items[:150], items[-64:]
+    s = Settings(
+        models=["en-core-web-sm"],
+        default_detector="",
+        default_sam="",
+        state_db=tmp_path / "s.db",
+        auto_train=False,
+    )
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        setup = {"project": PROJECT, "schema": SPANS_CONFIG}
+        v0 = c.post("/setup", json=setup).json()["model_version"]
+        tasks = drug_tasks(held, 5000)
+        predict = {"tasks": tasks, "project": PROJECT, "label_config": SPANS_CONFIG}
+        before = c.post("/predict", json=predict).json()["results"]
+        assert [p["result"] for p in before] == [[]] * len(held)  # no model knows DRUG
+
+        r = c.post("/train", json={"annotations": drug_tasks(train, 0), "project": PROJECT})
+        assert r.status_code == 200 and r.json()["training"] == "done", r.text
+        v1 = c.post("/setup", json=setup).json()["model_version"]
+        assert v1 != v0 and v1.startswith(v0.removesuffix(".zs") + ".1-")
+        after = c.post("/predict", json=predict).json()["results"]
+        assert {p["model_version"] for p in after} == {v1}
+        gold = found = 0
+        for p, x in zip(after, held, strict=True):
+            got = {(r["value"]["start"], r["value"]["end"]) for r in p["result"]}
+            assert all(r["value"]["labels"] == ["DRUG"] for r in p["result"])
+            gold += len(x["spans"])
+            found += sum((s, e) in got for s, e, _ in x["spans"])
+        assert gold and found / gold >= 0.4, (found, gold)

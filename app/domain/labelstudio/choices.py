@@ -1,4 +1,6 @@
-"""`choices` predictions for Label Studio's `Choices` on `Text`, from the project's classifiers.
+"""Predictions learned from a Label Studio project's annotations: `choices` for its `Choices` on
+a `Text` (text classifiers), and `labels` spans for its `Labels` on a `Text` (span projects,
+custom entity types, merged with the pretrained NER's spans).
 
 Each `Target` (examples.py) is one classify project named
 `ls-<instance>-<Label Studio project>-<target>`: the instance is a hash of the Label Studio URL
@@ -8,8 +10,10 @@ project Label Studio's "<id>.<created unix seconds>" (a project deleted and crea
 the same id is another one), the target a hash of the control's name, choices and
 single/multi (a config whose choices change starts a new classifier, filled by the next pull).
 
-A target with a trained model answers few-shot; before, zero-shot over the choices (the result
-name, and the `hint`, or the value when results use an alias, as the description).
+A Choices target with a trained model answers few-shot; before, zero-shot over the choices (the
+result name, and the `hint`, or the value when results use an alias, as the description). A
+Labels target with a trained model adds its spans to the pretrained NER's (kept where they
+overlap no learned span); before, only the pretrained spans are given, as without learning.
 
 Model version: the project's base version plus the newest classifier tag (`.zs` before the first
 model; several targets: a hash of their tags). `/setup` and `/predict` both compute it here, so
@@ -28,9 +32,12 @@ from typing import Any
 
 from app.domain.classify.projects import Projects
 from app.domain.classify.service import TextClassifier
+from app.domain.classify.spans import SpanProjects
 from app.domain.classify.zeroshot import LabelSpec
+from app.domain.formats.labelstudio import text_label_results
+from app.domain.formats.records import SpanRecord, TextRecord
 from app.domain.labelstudio.config import LabelConfig
-from app.domain.labelstudio.examples import Target, targets, text_of
+from app.domain.labelstudio.examples import Target, span_targets, targets, text_of
 from app.domain.labelstudio.projects import LsProject
 from app.inference.batcher import Lane
 
@@ -55,14 +62,18 @@ def classifier_name(host: str | None, project: str, target: Target) -> str:
     project "<id>.<created>" (anything else is hashed) and `target`."""
     instance = short_hash((host or "").lower(), 10)
     uid = project if _LS_UID.fullmatch(project) else short_hash(project, 16)
-    what = json.dumps([target.control.name, target.labels, target.multi])
+    kind = [] if target.kind == "choices" else [target.kind]
+    what = json.dumps([target.control.name, target.labels, target.multi, *kind])
     return f"ls-{instance}-{uid}-{short_hash(what, 8)}"
 
 
 class LsChoices:
-    def __init__(self, projects: Projects, classifier: TextClassifier) -> None:
+    def __init__(
+        self, projects: Projects, classifier: TextClassifier, spans: SpanProjects | None = None
+    ) -> None:
         self.projects = projects
         self.classifier = classifier
+        self.spans = spans
 
     def available(self) -> bool:
         """Whether the embedder is configured (without it, Choices get nothing)."""
@@ -70,7 +81,15 @@ class LsChoices:
         return c.embedder_name in c.registry.states
 
     def targets(self, config: LabelConfig) -> list[Target]:
+        """Choices targets (none without the embedder)."""
         return targets(config) if self.available() else []
+
+    def span_targets(self, config: LabelConfig) -> list[Target]:
+        """Labels targets (none without span projects)."""
+        return span_targets(config) if self.spans is not None else []
+
+    def all_targets(self, config: LabelConfig) -> list[Target]:
+        return [*self.targets(config), *self.span_targets(config)]
 
     def name(self, project: LsProject, target: Target) -> str:
         """The classify project learning `target` of `project` (see the module docstring)."""
@@ -78,7 +97,7 @@ class LsChoices:
 
     async def state(self, project: LsProject, config: LabelConfig) -> Learned:
         """The model version and each target's newest model (one indexed read per target)."""
-        found = self.targets(config)
+        found = self.all_targets(config)
         if not found:
             return Learned(project.model_version, {})
         store = self.projects.store
@@ -131,6 +150,39 @@ class LsChoices:
                 }
             )
         return out
+
+    async def merge_spans(
+        self,
+        task: Mapping[str, Any],
+        config: LabelConfig,
+        learned: Learned,
+        project: LsProject,
+        lane: Lane,
+        results: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """`results` with each trained Labels target's learned spans: the pretrained `labels`
+        results of that control are kept where they overlap no learned span, and the
+        control's results are numbered afresh."""
+        for t in self.span_targets(config):
+            if self.spans is None or learned.tags.get(t.control.name) is None:
+                continue
+            text = text_of(task, t, self.projects.limits.max_chars)
+            if text is None:
+                continue
+            got = await self.spans.predict(self.name(project, t), None, [text], lane)
+            mine = [SpanRecord(s.start, s.end, s.label, s.score) for s in got.spans[0]]
+            theirs = [r for r in results if r.get("from_name") == t.control.name]
+            kept = [
+                SpanRecord(v["start"], v["end"], v["labels"][0], r.get("score"))
+                for r in theirs
+                if isinstance(v := r.get("value"), dict)
+                and not any(v["start"] < m.end and m.start < v["end"] for m in mine)
+            ]
+            merged = sorted([*mine, *kept], key=lambda s: (s.start, s.end))
+            record = TextRecord(text, tuple(merged))
+            results = [r for r in results if r.get("from_name") != t.control.name]
+            results += text_label_results(record, t.control.name, t.control.to_name)
+        return results
 
 
 def _description(target: Target, label: str) -> str | None:

@@ -23,12 +23,14 @@ Shapes Label Studio 1.23.2 sends (read in its source):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain.classify.limits import MAX_LABELS_PER_EXAMPLE
 from app.domain.classify.projects import Example
+from app.domain.classify.spans import SpanExample
 from app.domain.labelstudio.config import ControlTag, LabelConfig
 
 KEY_PREFIX = "ann-"
@@ -44,8 +46,9 @@ class Target:
 
     control: ControlTag
     data_key: str
-    labels: tuple[str, ...]  # the results' names for the choices, config order
+    labels: tuple[str, ...]  # the results' names for the choices (labels), config order
     multi: bool
+    kind: str = "choices"  # or "spans": a `Labels` control on a Text (custom entity types)
 
 
 @dataclass
@@ -67,6 +70,18 @@ def targets(config: LabelConfig) -> list[Target]:
         labels = tuple(dict.fromkeys(lab.result_value for lab in c.labels))
         if len(labels) >= (1 if c.multiple else 2):
             out.append(Target(c, c.object.data_key, labels, c.multiple))
+    return out
+
+
+def span_targets(config: LabelConfig) -> list[Target]:
+    """The config's `Labels` controls on a Text (one span project each), in config order."""
+    out: list[Target] = []
+    for c in config.controls_for("Labels"):
+        if c.object is None or c.object.tag.lower() not in TEXT_TAGS:
+            continue
+        labels = tuple(dict.fromkeys(lab.result_value for lab in c.labels))
+        if labels:
+            out.append(Target(c, c.object.data_key, labels, True, "spans"))
     return out
 
 
@@ -127,6 +142,73 @@ def changes(target: Target, pairs: Iterable[Pair], max_chars: int) -> Changes:
                 continue
             out.removals.discard(key)
             out.upserts[key] = Example(text, labels, key)
+    return out
+
+
+@dataclass
+class SpanChanges:
+    """What a batch of annotations does to one span target's examples."""
+
+    upserts: dict[str, SpanExample] = field(default_factory=dict)
+    removals: set[str] = field(default_factory=set)
+    skipped: int = 0  # annotations without a usable text, or with spans that do not fit it
+
+
+def spans_of(target: Target, result: object, text: str) -> list[tuple[int, int, str]] | None:
+    """The (start, end, label) spans an annotation's `result` marks for `target`, code-point
+    offsets checked against `text` (and the span's own `text` when given); None when one does
+    not fit or two overlap (the annotation is then not learned from). Labels the config no
+    longer has are dropped; a span with several labels keeps the first the config has."""
+    if not isinstance(result, list):
+        return None
+    out: list[tuple[int, int, str]] = []
+    for item in result:
+        if not isinstance(item, Mapping) or item.get("from_name") != target.control.name:
+            continue
+        value = item.get("value")
+        if str(item.get("type", "")).lower() != "labels" or not isinstance(value, Mapping):
+            continue
+        start, end, names = value.get("start"), value.get("end"), value.get("labels")
+        label = next((n for n in names or () if n in target.labels), None)
+        if label is None:
+            continue
+        if not isinstance(start, int) or not isinstance(end, int):
+            return None
+        if not 0 <= start < end <= len(text) or not text[start:end].strip():
+            return None
+        quoted = value.get("text")
+        if isinstance(quoted, str) and quoted != text[start:end]:
+            return None
+        out.append((start, end, label))
+    out.sort()
+    if any(b[0] < a[1] for a, b in itertools.pairwise(out)):
+        return None
+    return out
+
+
+def span_changes(target: Target, pairs: Iterable[Pair], max_chars: int) -> SpanChanges:
+    """Upserts and removals for a span `target`: every annotation not skipped is an example,
+    with the spans it marks (none is an example too: a text without entities)."""
+    out = SpanChanges()
+    for task, anns in pairs:
+        text = text_of(task, target, max_chars)
+        for ann in anns:
+            key = annotation_key(ann.get("id"))
+            if key is None:
+                continue
+            spans = None
+            if text is not None and not ann.get("was_cancelled"):
+                spans = spans_of(target, ann.get("result"), text)
+                if spans is None:
+                    out.skipped += 1
+            elif text is None:
+                out.skipped += 1
+            if text is None or spans is None:
+                out.upserts.pop(key, None)
+                out.removals.add(key)
+                continue
+            out.removals.discard(key)
+            out.upserts[key] = SpanExample(text, tuple(spans), key)
     return out
 
 

@@ -1,5 +1,6 @@
 """Learning from Label Studio: its annotations become the examples of the project's text
-classifiers (choices.py serves them; examples.py maps annotations to examples).
+classifiers (Choices on a Text) and span projects (Labels on a Text: custom entity types);
+choices.py serves them, examples.py maps annotations to examples.
 
 Where the labels come from:
 - ANNOTATION_CREATED / ANNOTATIONS_CREATED / ANNOTATION_UPDATED webhooks store examples,
@@ -38,6 +39,7 @@ from app.domain.labelstudio.examples import (
     changes,
     deleted_keys,
     event_pairs,
+    span_changes,
     task_pairs,
 )
 from app.domain.labelstudio.failures import BackgroundJobs, Failure
@@ -88,7 +90,7 @@ class LsLearning:
         """Act on an annotation webhook in the background; False when it is not one (or the
         config has nothing to learn)."""
         action = event.get("action")
-        if not self.choices.targets(config) or action not in UPSERTS | REMOVALS:
+        if not self.choices.all_targets(config) or action not in UPSERTS | REMOVALS:
             return False
         if action in UPSERTS:
             self.jobs.spawn(project.project, self._apply(project, config, event_pairs(event)))
@@ -98,7 +100,7 @@ class LsLearning:
 
     def ensure_pulled(self, project: LsProject, config: LabelConfig) -> None:
         """Pull the project's existing annotations once per process, in the background."""
-        found = self.choices.targets(config)
+        found = self.choices.all_targets(config)
         if not found:
             return
         key = tuple(self.choices.name(project, t) for t in found)
@@ -112,7 +114,7 @@ class LsLearning:
     async def start_training(self, project: LsProject, config: LabelConfig, budget_s: float) -> str:
         """START_TRAINING: pull, store, retrain, waited for up to `budget_s`. Returns "done",
         "running" (it goes on in the background), "refused" (busy) or "nothing to learn"."""
-        if not self.choices.targets(config):
+        if not self.choices.all_targets(config):
             return "nothing to learn"
         return await self.jobs.within(
             project.project, self._pull_and_train(project, config), budget_s
@@ -122,7 +124,7 @@ class LsLearning:
         self, project: LsProject, config: LabelConfig, tasks: Sequence[object], budget_s: float
     ) -> str:
         """`POST /train`: every annotated task, as `start_training` does with a pull."""
-        if not self.choices.targets(config):
+        if not self.choices.all_targets(config):
             return "nothing to learn"
         pairs, complete = self._capped(task_pairs(tasks))
         work = self._apply_and_train(project, config, pairs, complete)
@@ -164,12 +166,7 @@ class LsLearning:
             ch = changes(t, pairs, limits.max_chars)
             async with self._lock:
                 if snapshot:
-                    rows = await asyncio.to_thread(self.projects.store.examples, name)
-                    ch.removals |= {
-                        r.key
-                        for r in rows
-                        if r.key.startswith(KEY_PREFIX) and r.key not in ch.upserts
-                    }
+                    ch.removals |= await self._missing(name, ch.upserts)
                 ups = list(ch.upserts.values())
                 for i in range(0, len(ups), limits.max_examples):
                     await self.projects.add_examples(
@@ -180,11 +177,29 @@ class LsLearning:
                         multi_label=t.multi,
                     )
                 await self._delete(name, sorted(ch.removals))
+        spans = self.choices.spans
+        for t in self.choices.span_targets(config):
+            assert spans is not None
+            name = self.choices.name(project, t)
+            sc = span_changes(t, pairs, limits.max_chars)
+            async with self._lock:
+                if snapshot:
+                    sc.removals |= await self._missing(name, sc.upserts)
+                found = list(sc.upserts.values())
+                for i in range(0, len(found), limits.max_examples):
+                    chunk = found[i : i + limits.max_examples]
+                    await spans.add_examples(name, None, chunk, labels=t.labels, ner_model="")
+                await self._delete(name, sorted(sc.removals))
+
+    async def _missing(self, name: str, upserts: Mapping[str, object]) -> set[str]:
+        """Stored annotation examples of `name` whose key is not in `upserts`."""
+        rows = await asyncio.to_thread(self.projects.store.examples, name)
+        return {r.key for r in rows if r.key.startswith(KEY_PREFIX) and r.key not in upserts}
 
     async def _remove(self, project: LsProject, config: LabelConfig, keys: list[str]) -> None:
         if keys:
             async with self._lock:
-                for t in self.choices.targets(config):
+                for t in self.choices.all_targets(config):
                     await self._delete(self.choices.name(project, t), keys)
 
     async def _delete(self, name: str, keys: list[str]) -> None:
@@ -206,7 +221,7 @@ class LsLearning:
         await self._train(project, config)
 
     async def _train(self, project: LsProject, config: LabelConfig) -> None:
-        for t in self.choices.targets(config):
+        for t in self.choices.all_targets(config):
             try:
                 await self.projects.train(self.choices.name(project, t), None, wait=True)
             except NotFound:  # no example for this target

@@ -184,7 +184,9 @@ class LabelStudioPredictor:
             image = lambda key: self.image(task, key, project)  # noqa: E731
             results = await self.tasks.results(task, config, image, lane)
             if self.learning is not None and learned is not None and learned.tags:
-                results += await self.learning.choices.results(task, config, learned, project, lane)
+                served = self.learning.choices
+                results = await served.merge_spans(task, config, learned, project, lane, results)
+                results += await served.results(task, config, learned, project, lane)
             return prediction(results, None, project.model_version)
 
         return compute
