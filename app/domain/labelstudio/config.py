@@ -7,8 +7,9 @@ Studio reads them), each with `name` (a result's `from_name`), `toName` (its `to
 comma-separated when a control serves several objects), the object tags those name (`Image`,
 `Text`, ... with their `value`, such as "$image"), the `<Label>` (`<Choice>` for `Choices`)
 children, the `smart` / `smartOnly` flags, and for `Choices` `choice="multiple"` and
-`perRegion`. A `<Label>` or `<Choice>` belongs to its nearest enclosing control. Parsing is linear in the document and
-bounded (MAX_CONFIG_CHARS, MAX_ELEMENTS, MAX_DEPTH); `ConfigCache` keeps parsed configs.
+`perRegion`. A `<Label>` or `<Choice>` belongs to its nearest enclosing control. Parsing is
+linear in the document and bounded (MAX_CONFIG_CHARS, MAX_ELEMENTS, MAX_DEPTH); `ConfigCache`
+keeps parsed configs.
 """
 
 from __future__ import annotations
