@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         default="ppocr-v4",
         description="Model for /v1/ocr (an `ocr` model; add it to PRELABEL_MODELS to serve it).",
     )
+    default_keypoints: str = Field(
+        default="movenet-multipose",
+        description="Model for /v1/keypoints (a `keypoints` model; add it to PRELABEL_MODELS).",
+    )
     default_embedder: str = Field(
         default="minilm-l6-v2",
         description="Sentence embedder for /v1/classify and project classifiers (an `embed` "

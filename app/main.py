@@ -18,10 +18,12 @@ from app.api.routes import (
     classify,
     detect,
     jobs,
+    keypoints,
     labelstudio,
     ner,
     ocr,
     projects,
+    rank,
     sam,
     system,
     tokens,
@@ -53,7 +55,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = rt
     errors.install(app)
-    routers = (detect, sam, ner, tokens, ocr, classify, projects, system, labelstudio, jobs, admin)
+    routers = (
+        *(detect, sam, ner, tokens, ocr, keypoints),
+        *(classify, rank, projects, system, labelstudio, jobs, admin),
+    )
     for module in routers:
         app.include_router(module.router)
     # Every body, JSON or multipart, is capped before it is read: a base64 image is 4/3 of the

@@ -187,6 +187,10 @@ class ModelOut(BaseModel):
     labels: list[str]
     load_seconds: float | None
     batching: list[BatchingOut]
+    keypoints: list[str] | None = Field(default=None, description="Keypoint models: names.")
+    skeleton: list[tuple[int, int]] | None = Field(
+        default=None, description="Keypoint models: 1-based index pairs into `keypoints`."
+    )
 
 
 class ModelsResponse(BaseModel):

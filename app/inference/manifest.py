@@ -84,6 +84,10 @@ class ModelSpec(_Frozen):
     fetch: FetchSpec | tuple[FetchSpec, ...] | None = None
     input: InputSpec = InputSpec()
     serving: ServingSpec = ServingSpec()
+    # Keypoint models: the keypoint names in output order, and the skeleton as 1-based index
+    # pairs into them (COCO's convention).
+    keypoints: tuple[str, ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
 
     @property
     def fetches(self) -> tuple[FetchSpec, ...]:

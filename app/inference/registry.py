@@ -17,6 +17,7 @@ from app.inference.adaptive import AdaptiveSession
 from app.inference.batcher import BatchConfig, Batcher
 from app.inference.detectors import DETECTORS, Candidates, DetectItem, Detector
 from app.inference.embedder import SentenceEmbedder, Vector
+from app.inference.keypoints import KeypointItem, MoveNet
 from app.inference.manifest import Manifest, ModelSpec
 from app.inference.metrics import Metrics
 from app.inference.ner import EntitySpan, SpacyNer, TokenClassifier, TokenWindow
@@ -94,7 +95,18 @@ class LoadedOcr:
     read: Batcher[list[U8], list[LineRead]]  # one image's line crops -> their reads
 
 
-Loaded = LoadedDetector | LoadedSam | LoadedNer | LoadedEmbedder | LoadedOcr
+@dataclass
+class LoadedKeypoints:
+    spec: ModelSpec
+    adapter: MoveNet
+    batcher: Batcher[KeypointItem, F32]  # one image -> its raw instance rows
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+
+Loaded = LoadedDetector | LoadedSam | LoadedNer | LoadedEmbedder | LoadedOcr | LoadedKeypoints
 
 
 @dataclass
@@ -200,6 +212,11 @@ class ModelRegistry:
         assert isinstance(m, LoadedOcr)
         return m
 
+    def keypoints(self, name: str) -> LoadedKeypoints:
+        m = self.get(name, "keypoints")
+        assert isinstance(m, LoadedKeypoints)
+        return m
+
     def embedder(self, name: str) -> LoadedEmbedder:
         m = self.get(name, "embed")
         assert isinstance(m, LoadedEmbedder)
@@ -281,6 +298,14 @@ class ModelRegistry:
             return LoadedSam(spec, enc, dec, eb, db), [eb, db]
         if spec.task == "ocr":
             return self._build_ocr(spec, state)
+        if spec.task == "keypoints":
+            session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
+            mn = MoveNet(session, spec.keypoints, spec.input.width or 256)
+            _warm(session, lambda: mn.run_batch([mn.preprocess(warm)]))
+            kb = self._batcher(
+                spec.name, mn.run_batch, self._config(spec, spec.serving.workers, gpu)
+            )
+            return LoadedKeypoints(spec, mn, kb), [kb]
         if spec.task == "embed":
             session, gpu = self._session(spec, "onnx", state, spec.serving.workers)
             se = SentenceEmbedder(

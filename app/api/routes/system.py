@@ -36,6 +36,8 @@ async def models(request: Request) -> ModelsResponse:
                 source=spec.source,
                 labels=list(_labels(runtime, spec)),
                 load_seconds=st.load_seconds,
+                keypoints=list(spec.keypoints) if spec.task == "keypoints" else None,
+                skeleton=list(spec.skeleton) if spec.task == "keypoints" else None,
                 batching=[
                     BatchingOut(
                         name=b.name,
