@@ -7,7 +7,8 @@ both, per request:
 
 - the request line and headers must be complete within `PRELABEL_HEADER_TIMEOUT_S` of the
   connection's start or of the previous response's end; past it the server answers 408 and
-  closes the connection (nothing of the request has reached the app, so nothing else to undo);
+  closes the connection (nothing of the request has reached the app, so nothing else to undo),
+  or, when not a byte of a request has come, just closes it (an idle connection);
 - more than `PRELABEL_MAX_HEADER_BYTES` received before the headers are complete: 431, closed.
 
 Bodies have their own deadlines, in the app (app/api/bodyreader.py), where they can be answered
@@ -78,6 +79,13 @@ def header_limited(timeout_s: float, max_bytes: int) -> type[HttpToolsProtocol]:
 
         def _timed_out(self) -> None:
             self._header_timer = None
+            if self._header_bytes == 0:
+                # Nothing of a request yet (an idle keep-alive connection): close without a
+                # word, as uvicorn's keep-alive timeout does; a 408 here would be read as the
+                # answer to the client's next request.
+                if not self.transport.is_closing():
+                    self.transport.close()
+                return
             message = f"request headers did not arrive within {timeout_s:g} s"
             self._give_up(408, "Request Timeout", "request_timeout", message)
 

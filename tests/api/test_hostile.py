@@ -5,8 +5,8 @@ client can bind 127.0.0.2 and the server's per-caller budgets see separate calle
 
 - 127.0.0.2: stalled uploads (headers, `Content-Length: 1000`, 10 bytes, then nothing), three
   times `PRELABEL_MAX_IN_FLIGHT` of them at once and reopened as they are closed; plus
-  connections that send half a request line and stop (slowloris on headers) and one with 100 KB
-  of headers;
+  connections that send half a request line and stop (slowloris on headers), connections that
+  send nothing, and one with 100 KB of headers;
 - 127.0.0.3: the largest job the server takes, then the largest body of each JSON route: a
   27 MiB base64 non-image to /v1/detect, 27 MiB of tiny values to /v1/ner and /v1/detect, 27 MiB
   through multipart;
@@ -14,7 +14,7 @@ client can bind 127.0.0.2 and the server's per-caller budgets see separate calle
 
 The normal client (127.0.0.1) meanwhile asks /livez every 100 ms and detects on a real photo
 every 300 ms. Stated bound, on this 2-core VM shared with other work: every /livez and every
-detect answers 200, /livez p99 under 1 s (max under 2 s), detect p99 under 3 s; the job keeps
+detect answers 200, /livez p99 under 1 s (max under 5 s), detect p99 under 3 s; the job keeps
 every item it was given, and every stalled connection is closed by the server (408) within its
 deadline plus 2 s. Before this hardening, the stalled uploads alone took every in-flight slot
 (the detects got 429 for as long as they stalled) and the job submission froze /livez for the
@@ -127,6 +127,12 @@ def half_request_line(url: str, out: Outcomes) -> None:
     out.add(f"headers {reply[9:12].decode() or 'closed'}", time.monotonic() - t0)
 
 
+def idle_connection(url: str, out: Outcomes) -> None:
+    sock = connect(url, "127.0.0.2")
+    reply = read_all(sock)  # not a byte sent: closed without a word
+    out.add(f"idle {reply[9:12].decode() or 'closed'}")
+
+
 def huge_headers(url: str, out: Outcomes) -> None:
     sock = connect(url, "127.0.0.2")
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -142,27 +148,35 @@ def repeat(until: float, fn: Callable[[], None]) -> Callable[[], None]:
     return loop
 
 
-def big_bodies(url: str, out: Outcomes) -> None:
+def largest_bodies() -> list[tuple[str, bytes]]:
+    """Built before the attack: encoding them holds the test process's GIL for seconds, which
+    would show up as /livez latency measured from this process."""
+    cap = 20 * 1024 * 1024 * 4 // 3 + 2**20
+    tight = (",", ":")
+    items = {"task": "detect", "items": [f"img/{i:07d}.jpg" for i in range(JOB_ITEMS)]}
+    texts = {"texts": ["ab"] * (cap // 5 - 16)}
+    points = {"points": [0] * (cap // 2 - 2**20)}
+    image = b"A" * ((20 * 1024 * 1024 - 16) * 4 // 3)
+    return [
+        ("/v1/jobs", json.dumps(items).encode()),
+        ("/v1/detect", b'{"image": "' + image + b'"}'),
+        ("/v1/ner", json.dumps(texts, separators=tight).encode()),
+        ("/v1/detect", json.dumps(points, separators=tight).encode()),
+    ]
+
+
+def big_bodies(
+    url: str, out: Outcomes, bodies: list[tuple[str, bytes]], upload: tuple[bytes, str]
+) -> None:
     transport = httpx.HTTPTransport(local_address="127.0.0.3")
+    json_type = {"content-type": "application/json"}
     with httpx.Client(base_url=url, transport=transport, timeout=120) as c:
-        items = [f"img/{i:07d}.jpg" for i in range(JOB_ITEMS)]
-        r = c.post("/v1/jobs", json={"task": "detect", "items": items})
-        out.add(f"job {r.status_code}")
-        out.job_id = r.json().get("id")
-        cap = 20 * 1024 * 1024 * 4 // 3 + 2**20
-        image = b"\x00" * (20 * 1024 * 1024 - 16)
-        tight = (",", ":")
-        texts = {"texts": ["ab"] * (cap // 5 - 16)}
-        points = {"points": [0] * (cap // 2 - 2**20)}
-        bodies = [
-            ("/v1/detect", json.dumps({"image": "A" * (len(image) * 4 // 3)}).encode()),
-            ("/v1/ner", json.dumps(texts, separators=tight).encode()),
-            ("/v1/detect", json.dumps(points, separators=tight).encode()),
-        ]
         for path, body in bodies:
-            r = c.post(path, content=body, headers={"content-type": "application/json"})
-            out.add(f"{path} {r.status_code}")
-        r = c.post("/v1/detect", files={"file": ("x.jpg", image, "image/jpeg")})
+            r = c.post(path, content=body, headers=json_type)
+            out.add(f"{'job' if path == '/v1/jobs' else path} {r.status_code}")
+            if path == "/v1/jobs":
+                out.job_id = r.json().get("id")
+        r = c.post("/v1/detect", content=upload[0], headers={"content-type": upload[1]})
         out.add(f"multipart {r.status_code}")
 
 
@@ -170,7 +184,10 @@ def burst(url: str, out: Outcomes, until: float) -> None:
     transport = httpx.HTTPTransport(local_address="127.0.0.4")
     with httpx.Client(base_url=url, transport=transport, timeout=30) as c:
         while time.monotonic() < until:
-            out.add(f"burst {c.get('/v1/models').status_code}")
+            try:
+                out.add(f"burst {c.get('/v1/models').status_code}")
+            except httpx.HTTPError as e:
+                out.add(f"burst {type(e).__name__}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -183,14 +200,21 @@ def test_livez_and_detect_keep_answering_under_hostile_load(
 ) -> None:
     url = server.url
     out = Outcomes()
+    bodies = largest_bodies()
+    request = httpx.Request(
+        "POST", url, files={"file": ("x.jpg", b"\x00" * (20 * 1024 * 1024 - 16), "image/jpeg")}
+    )
+    upload = (request.read(), request.headers["content-type"])  # a 20 MiB file, multipart
     until = time.monotonic() + ATTACK_S
     uploads = repeat(until, lambda: stalled_upload(url, out))
     slowloris = repeat(until, lambda: half_request_line(url, out))
     threads = [threading.Thread(target=uploads, daemon=True) for _ in range(3 * MAX_IN_FLIGHT)]
     threads += [threading.Thread(target=slowloris, daemon=True) for _ in range(4)]
+    idle = repeat(until, lambda: idle_connection(url, out))
+    threads += [threading.Thread(target=idle, daemon=True) for _ in range(2)]
     threads += [
         threading.Thread(target=huge_headers, args=(url, out), daemon=True),
-        threading.Thread(target=big_bodies, args=(url, out), daemon=True),
+        threading.Thread(target=big_bodies, args=(url, out, bodies, upload), daemon=True),
         threading.Thread(target=burst, args=(url, out, until), daemon=True),
     ]
     livez: list[float] = []
@@ -236,15 +260,18 @@ def test_livez_and_detect_keep_answering_under_hostile_load(
     )
     # The normal client was served throughout.
     assert {s for s, _ in detects} == {200} and after.status_code == 200
-    assert percentile(livez, 0.99) < 1.0 and max(livez) < 2.0
+    assert percentile(livez, 0.99) < 1.0 and max(livez) < 5.0
     assert percentile(detect_times, 0.99) < 3.0
     # The attacks met their limits, not a stuck server.
     assert out.counts.get("upload 408", 0) >= MAX_IN_FLIGHT  # stalled uploads timed out...
     assert out.counts.get("upload 429", 0) > 0  # ...and past the per-caller budget were refused
     assert max(out.waits) < BODY_S + 2.0
     assert out.counts.get("headers 408", 0) > 0 and "headers closed" not in out.counts
+    idle = {k for k in out.counts if k.startswith("idle")}
+    assert idle == {"idle closed"}  # closed by the server (else the thread would still wait)
     assert out.counts.get("big headers 431") == 1
     assert out.counts.get("burst 429", 0) > 0 and out.counts.get("burst 200", 0) > 0
+    assert {k for k in out.counts if k.startswith("burst")} == {"burst 200", "burst 429"}
     assert out.counts.get("job 202") == 1
     assert out.counts.get("/v1/detect 415", 0) + out.counts.get("/v1/detect 400", 0) >= 1
     assert out.counts.get("/v1/ner 422") == 1 and out.counts.get("/v1/detect 422") == 1
