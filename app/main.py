@@ -23,7 +23,6 @@ from app.api.routes import (
     ner,
     ocr,
     projects,
-    rank,
     sam,
     system,
     tokens,
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     routers = (
         *(detect, sam, ner, tokens, ocr, keypoints),
-        *(classify, rank, projects, system, labelstudio, jobs, admin),
+        *(classify, projects, system, labelstudio, jobs, admin),
     )
     for module in routers:
         app.include_router(module.router)
