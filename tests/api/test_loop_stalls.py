@@ -1,11 +1,14 @@
 """No route stalls the event loop with its largest allowed input.
 
-Each test runs the app on the test's own loop (httpx.ASGITransport) next to a StallProbe
-(tests/api/loopstall.py) and sends one route the largest (or most expensive) body it allows.
-The bound is relative, not a timing threshold: the loop may be blocked for at most half of the
-time the request itself took (`probe.blocked < duration / 2`). Work done on the loop blocks it
-for all of that time (ratio ~1: the test fails); work on a worker thread lets the probe run
-(what is left is GIL-held C calls such as one JSON parse; see app/api/offloop.py).
+Each test runs the app on the test's own loop (the ASGI app called directly, its body in 64 KiB
+pieces as uvicorn delivers them) next to a StallProbe (tests/api/loopstall.py), and sends one
+route the largest (or most expensive) body it allows. The bounds are relative, never a fixed
+time: the longest stall must stay under (a fraction of) the time the old code's on-loop work
+takes for the same input, measured here on the same machine (parsing the body, decoding its
+base64, checking every job path), or the loop may be blocked for at most half of the request's
+own duration. Work done on the loop stalls it for all of that time (the tests fail on the old
+code: 20 s for a 200,000-path submission); what is left is GIL-held C calls such as one JSON
+parse (app/api/offloop.py).
 """
 
 from __future__ import annotations
