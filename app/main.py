@@ -23,6 +23,7 @@ from app.api.routes import (
     ner,
     ocr,
     projects,
+    rank,
     sam,
     system,
     tokens,
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     routers = (
         *(detect, sam, ner, tokens, ocr, keypoints),
-        *(classify, projects, system, labelstudio, jobs, admin),
+        *(classify, rank, projects, system, labelstudio, jobs, admin),
     )
     for module in routers:
         app.include_router(module.router)

@@ -1,5 +1,5 @@
 """`prelabel serve | models fetch [NAME...] | models list | annotate INPUT | merge DIR... |
-keys new`."""
+rank SOURCE | keys new`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--all", action="store_true", help="every model in the manifest")
     msub.add_parser("list", help="models in the manifest and whether their files are present")
     _add_batch(sub)
+    _add_rank(sub)
     keys_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "keys":  # needs no settings, so it works whatever the environment says
@@ -37,9 +38,45 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args.host, args.port)
     if args.command in ("annotate", "merge"):
         return _batch(settings, args)
+    if args.command == "rank":
+        return _rank(settings, args)
     if args.action == "fetch":
         return _fetch(settings, args.names, args.all)
     return _list(settings)
+
+
+def _add_rank(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.domain.ranking import DIVERSITY, METHODS
+
+    rk = sub.add_parser(
+        "rank",
+        help="which items of an annotate run or job to label first (JSON lines)",
+        description="SOURCE: an annotate output folder, or a job's results saved from "
+        "GET /v1/jobs/{id}/results. Prints {rank, key, uncertainty, difficulty} per pick.",
+    )
+    rk.add_argument("source", type=Path)
+    rk.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    rk.add_argument("--strategy", choices=METHODS, default="margin")
+    rk.add_argument("--diversity", choices=DIVERSITY, default="none")
+    rk.add_argument("--seed", type=int, default=0)
+    rk.add_argument("--root", type=Path, help="image folder that file_name is relative to")
+
+
+def _rank(settings: Settings, args: argparse.Namespace) -> int:
+    from app.batch.rank import run
+    from app.domain.images import ImageLimits
+
+    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels)
+    return run(
+        args.source,
+        args.k,
+        args.strategy,
+        args.diversity,
+        args.seed,
+        settings.model_dir,
+        args.root,
+        limits,
+    )
 
 
 def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
