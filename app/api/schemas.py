@@ -288,7 +288,8 @@ class OcrJson(OcrOptions, ImageJson):
 
 class TextLineOut(BaseModel):
     polygon: list[tuple[float, float]] = Field(
-        description="4 [x, y] pixels: top-left, top-right, bottom-right, bottom-left as read."
+        description="4 [x, y] pixels: top-left, top-right, bottom-right, bottom-left of the "
+        "region in the image."
     )
     text: str
     score: float = Field(description="Recogniser confidence (mean character probability).")

@@ -30,8 +30,9 @@ MAX_SIDE, MIN_SIDE, MIN_HEIGHT, MAX_RATIO = 2000, 30, 30, 8
 @dataclass(frozen=True)
 class TextLine:
     """`polygon`: 4 [x, y] points (top-left, top-right, bottom-right, bottom-left of the text
-    as read) in original-image pixels; `score`: the recogniser's mean character probability;
-    `box_score`: the detector's; `rotated`: the line was read upside down."""
+    region in the image, whichever way the text runs) in original-image pixels; `score`: the
+    recogniser's mean character probability; `box_score`: the detector's; `rotated`: the
+    direction classifier turned the line 180 degrees before reading it."""
 
     polygon: tuple[tuple[float, float], ...]
     text: str

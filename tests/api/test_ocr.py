@@ -53,6 +53,20 @@ def test_a_sign_reads_its_words_in_order(tc: TestClient) -> None:
     assert tops == sorted(tops)
 
 
+def test_an_upside_down_sign_is_turned_and_read(tc: TestClient) -> None:
+    """The direction classifier turns each line 180 degrees before reading; lines come in
+    reading order of the image as stored (bottom line of the sign first)."""
+    buf = io.BytesIO()
+    Image.open(SIGN).rotate(180).save(buf, "PNG")
+    lines = read(tc, buf.getvalue())["lines"]
+    assert isinstance(lines, list)
+    assert [ln["text"] for ln in lines] == [
+        "AT ALLTIMES", "PROHIBITED", "PARKING", "DOUBLE", "NOTICE",
+    ]  # fmt: skip
+    assert all(ln["rotated"] for ln in lines)
+    assert lines[-1]["polygon"] == [[372, 524], [523, 522], [524, 561], [372, 564]]
+
+
 def test_min_score_drops_weak_lines(tc: TestClient) -> None:
     strict = read(tc, SIGN.read_bytes(), min_score="0.98")["lines"]
     assert isinstance(strict, list)
