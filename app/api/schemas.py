@@ -280,10 +280,18 @@ class OcrOptions(_In):
     label: str | None = Field(
         default=None, description="Label Studio format: a `labels` result per line too."
     )
+    words: bool = Field(
+        default=False, description="Also each line's words with their polygons (approximate)."
+    )
 
 
 class OcrJson(OcrOptions, ImageJson):
     pass
+
+
+class WordOut(BaseModel):
+    text: str
+    polygon: list[tuple[float, float]]
 
 
 class TextLineOut(BaseModel):
@@ -295,6 +303,7 @@ class TextLineOut(BaseModel):
     score: float = Field(description="Recogniser confidence (mean character probability).")
     box_score: float = Field(description="Detector confidence for the region.")
     rotated: bool = Field(description="The line was read turned 180 degrees.")
+    words: list[WordOut] | None = Field(default=None, description="With `words=true`.")
 
 
 class OcrResponse(BaseModel):

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.domain.images import ImageLimits, decode_image
 from app.inference.batcher import Lane
-from app.inference.ocr import F32, U8, crop_line, reading_order
+from app.inference.ocr import F32, U8, crop_line, reading_order, word_spans
 from app.inference.registry import ModelRegistry
 
 MAX_SIDE, MIN_SIDE, MIN_HEIGHT, MAX_RATIO = 2000, 30, 30, 8
@@ -39,6 +39,8 @@ class TextLine:
     score: float
     box_score: float
     rotated: bool
+    # With `words`: (word, its 4 points like `polygon`) from the recogniser's alignment.
+    words: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,12 @@ class OcrService:
         self.timeout_s = timeout_s
 
     async def read(
-        self, data: bytes, model: str, min_score: float = 0.5, lane: Lane = Lane.INTERACTIVE
+        self,
+        data: bytes,
+        model: str,
+        min_score: float = 0.5,
+        lane: Lane = Lane.INTERACTIVE,
+        words: bool = False,
     ) -> OcrResult:
         m = self.registry.ocr(model)
         t0 = time.perf_counter()
@@ -119,9 +126,14 @@ class OcrService:
             for (quad, det_score), r in zip(found, reads, strict=True):
                 if r.score < min_score:
                     continue
-                lines.append(
-                    TextLine(_to_original(quad, prep), r.text, r.score, det_score, r.rotated)
-                )
+                found_words = None
+                if words:
+                    found_words = tuple(
+                        (word, _to_original(np.array(pts), prep))
+                        for word, pts in word_spans(r, quad)
+                    )
+                polygon = _to_original(quad, prep)
+                lines.append(TextLine(polygon, r.text, r.score, det_score, r.rotated, found_words))
         else:
             t2 = t1
         t3 = time.perf_counter()

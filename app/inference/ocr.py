@@ -44,9 +44,14 @@ def _norm(img: npt.NDArray[Any]) -> F32:
 
 @dataclass(frozen=True)
 class LineRead:
+    """A crop's text. `columns[i]`: the recogniser output step that gave `text[i]`;
+    `col_px`: crop pixels per step (along the crop's width, after any 180-degree turn)."""
+
     text: str
     score: float
     rotated: bool  # the classifier turned the crop 180 degrees first
+    columns: tuple[int, ...] = ()
+    col_px: float = 0.0
 
 
 class OcrDetector:
@@ -123,20 +128,26 @@ class OcrRecognizer:
             max_ratio = max([REC_MIN_WIDTH / REC_HEIGHT] + [ratios[i] for i in idx])
             batch = np.stack([self._rec_tensor(items[i], max_ratio) for i in idx])
             probs = self.rec.run(None, {self._rec_in: batch})[0]
+            width = int(REC_HEIGHT * max_ratio)
             for i, p in zip(idx, probs, strict=True):
-                text, score = self.ctc_decode(p)
-                out[i] = LineRead(text, score, rotated[i])
+                text, score, cols = self.ctc_decode(p)
+                h, w = items[i].shape[:2]
+                resized = min(width, math.ceil(REC_HEIGHT * w / float(h)))
+                col_px = width / len(p) * w / resized
+                out[i] = LineRead(text, score, rotated[i], cols, col_px)
         return [r for r in out if r is not None]
 
-    def ctc_decode(self, probs: F32) -> tuple[str, float]:
-        """[T, C] softmax -> (text, mean probability of the kept steps; 0 when none)."""
+    def ctc_decode(self, probs: F32) -> tuple[str, float, tuple[int, ...]]:
+        """[T, C] softmax -> (text, mean probability of the kept steps (0 when none), the
+        step of each character)."""
         idx = probs.argmax(axis=1)
         best = probs.max(axis=1)
         keep = np.ones(len(idx), bool)
         keep[1:] = idx[1:] != idx[:-1]
         keep &= idx != 0
         text = "".join(self.characters[i] for i in idx[keep])
-        return text, float(np.mean(best[keep])) if keep.any() else 0.0
+        score = float(np.mean(best[keep])) if keep.any() else 0.0
+        return text, score, tuple(int(c) for c in np.flatnonzero(keep))
 
     @staticmethod
     def _cls_tensor(img: U8) -> F32:
@@ -182,13 +193,67 @@ def reading_order(quads: Sequence[F32]) -> list[int]:
     return order
 
 
-def crop_line(bgr: U8, quad: F32) -> U8:
-    """The quad's text, warped upright to its own width x height (cubic, replicated border);
-    a crop at least 1.5x as tall as wide is turned 90 degrees counter-clockwise."""
+def line_frame(quad: F32) -> tuple[int, int, npt.NDArray[np.float64]]:
+    """(width, height, 3x3 perspective matrix from image to crop) of a quad's upright crop."""
     w = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
     h = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
+    m = np.asarray(cv2.getPerspectiveTransform(quad.astype(np.float32), dst), np.float64)
+    return w, h, m
+
+
+def word_spans(read: LineRead, quad: F32) -> list[tuple[str, tuple[tuple[float, float], ...]]]:
+    """Words of a read line (runs of non-space characters; each CJK character alone) with
+    their quads in the image the quad is in: the crop's columns from the word's first step to
+    its last step + 1, full crop height, mapped back through the crop's perspective (and its
+    90 or 180 degree turns). Step positions are the recogniser's alignment, so edges are
+    approximate (about one step, a few pixels)."""
+    if not read.text or not read.columns or read.col_px <= 0:
+        return []
+    w, h, m = line_frame(quad)
+    tall = h / max(w, 1) >= 1.5
+    along = h if tall else w  # the crop's width after the 90-degree turn
+    inv = np.linalg.inv(m)
+    spans: list[tuple[int, int]] = []
+    for i, ch in enumerate(read.text):
+        if ch.isspace():
+            continue
+        if spans and spans[-1][1] == i and not _is_cjk(ch) and not _is_cjk(read.text[i - 1]):
+            spans[-1] = (spans[-1][0], i + 1)
+        else:
+            spans.append((i, i + 1))
+    out = []
+    for a, b in spans:
+        x0 = min(read.columns[a] * read.col_px, along)
+        x1 = min((read.columns[b - 1] + 1) * read.col_px, along)
+        if read.rotated:
+            x0, x1 = along - x1, along - x0
+        across = w if tall else h
+        corners = [(x0, 0.0), (x1, 0.0), (x1, across), (x0, across)]
+        if tall:  # np.rot90 turned the warped crop counter-clockwise: undo it
+            corners = [_unturn(x, y, w) for x, y in corners]
+        pts = []
+        for x, y in corners:
+            px, py, pz = inv @ np.array([x, y, 1.0])
+            pts.append((float(px / pz), float(py / pz)))
+        out.append((read.text[a:b], tuple(pts)))
+    return out
+
+
+def _unturn(x: float, y: float, warp_w: int) -> tuple[float, float]:
+    """A point of a crop turned 90 degrees counter-clockwise (np.rot90) -> the point of the
+    crop before the turn (`warp_w` its width)."""
+    return warp_w - y, x
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+def crop_line(bgr: U8, quad: F32) -> U8:
+    """The quad's text, warped upright to its own width x height (cubic, replicated border);
+    a crop at least 1.5x as tall as wide is turned 90 degrees counter-clockwise."""
+    w, h, m = line_frame(quad)
     out = cv2.warpPerspective(
         bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
     )

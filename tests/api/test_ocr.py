@@ -67,6 +67,26 @@ def test_an_upside_down_sign_is_turned_and_read(tc: TestClient) -> None:
     assert lines[-1]["polygon"] == [[372, 524], [523, 522], [524, 561], [372, 564]]
 
 
+def test_words_split_a_line_in_order(tc: TestClient) -> None:
+    """`words=true`: each line's words, their polygons inside the line's, in the order the
+    text runs (left to right upright, right to left on the upside-down sign)."""
+    plain = read(tc, SIGN.read_bytes())["lines"]
+    assert isinstance(plain, list) and all(ln["words"] is None for ln in plain)
+    buf = io.BytesIO()
+    Image.open(SIGN).rotate(180).save(buf, "PNG")
+    for data, turned in ((SIGN.read_bytes(), False), (buf.getvalue(), True)):
+        lines = read(tc, data, words="true")["lines"]
+        assert isinstance(lines, list)
+        for ln in lines:
+            assert [w["text"] for w in ln["words"]] == ln["text"].split()
+            xs = [p[0] for p in ln["polygon"]]
+            for w in ln["words"]:
+                assert all(min(xs) - 1 <= p[0] <= max(xs) + 1 for p in w["polygon"])
+        at, alltimes = next(ln["words"] for ln in lines if ln["text"] == "AT ALLTIMES")
+        at_x, all_x = at["polygon"][0][0], alltimes["polygon"][0][0]
+        assert (at_x > all_x) if turned else (at_x < all_x)
+
+
 def test_min_score_drops_weak_lines(tc: TestClient) -> None:
     strict = read(tc, SIGN.read_bytes(), min_score="0.98")["lines"]
     assert isinstance(strict, list)

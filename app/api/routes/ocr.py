@@ -8,7 +8,14 @@ from fastapi import APIRouter, Request, Response
 
 from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
-from app.api.schemas import OCR_FORMATS, OcrJson, OcrOptions, OcrResponse, TextLineOut
+from app.api.schemas import (
+    OCR_FORMATS,
+    OcrJson,
+    OcrOptions,
+    OcrResponse,
+    TextLineOut,
+    WordOut,
+)
 from app.domain.formats.ocr import ocr_jsonl, ocr_task
 from app.domain.formats.render import check
 
@@ -34,7 +41,7 @@ async def ocr(request: Request) -> Response:
     if opts.format:
         check(opts.format, OCR_FORMATS)
     r = await runtime.ocr.read(
-        image, opts.model or s.default_ocr, opts.min_score, lane(opts.priority)
+        image, opts.model or s.default_ocr, opts.min_score, lane(opts.priority), opts.words
     )
     mv = f"{r.model}-{r.version}"
     if opts.format == "labelstudio":
@@ -57,6 +64,9 @@ async def ocr(request: Request) -> Response:
                     score=round(ln.score, 4),
                     box_score=round(ln.box_score, 4),
                     rotated=ln.rotated,
+                    words=None
+                    if ln.words is None
+                    else [WordOut(text=t, polygon=list(p)) for t, p in ln.words],
                 )
                 for ln in r.lines
             ],
