@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.domain.classify.projects import Example
+from app.domain.classify.spans import SpanExample
 from app.domain.labelstudio.config import parse_label_config
 from app.domain.labelstudio.examples import (
     Pair,
@@ -17,6 +18,8 @@ from app.domain.labelstudio.examples import (
     chosen,
     deleted_keys,
     event_pairs,
+    span_changes,
+    span_targets,
     targets,
     task_pairs,
 )
@@ -150,3 +153,64 @@ def test_project_uid_matches_label_studio() -> None:
     assert project_uid({"id": 12, "created_at": "2026-12-06T02:20:31"}) == "12.1796523631"
     assert project_uid({"id": "12", "created_at": "2026-12-06T02:20:31Z"}) is None
     assert project_uid({"id": 12, "created_at": "yesterday"}) is None
+
+
+SPANS = """<View><Text name="text" value="$text"/>
+  <Labels name="ner" toName="text"><Label value="Drug" alias="DRUG"/><Label value="DOSE"/></Labels>
+  <Labels name="img" toName="image"><Label value="x"/></Labels><Image name="image" value="$img"/>
+</View>"""
+DOSE_TEXT = "Take 5 mg of aspirin 🙂 twice daily"
+
+
+def mark(start: int, end: int, *labels: str, text: str | None = None) -> dict[str, Any]:
+    value: dict[str, Any] = {"start": start, "end": end, "labels": list(labels)}
+    if text is not None:
+        value["text"] = text
+    return {"from_name": "ner", "to_name": "text", "type": "labels", "value": value}
+
+
+def span_target() -> Target:
+    [t] = span_targets(parse_label_config(SPANS))
+    return t
+
+
+def test_span_targets_are_labels_on_a_text() -> None:
+    t = span_target()
+    assert (t.control.name, t.labels, t.kind) == ("ner", ("DRUG", "DOSE"), "spans")
+
+
+def test_annotated_spans_become_code_point_triples() -> None:
+    ann = {
+        "id": 4,
+        "result": [
+            mark(13, 20, "DRUG", text="aspirin"),
+            mark(5, 9, "DOSE"),
+            mark(23, 28, "Nope"),  # a label the config no longer has: dropped
+            pick("intent", "bug"),  # another control
+        ],
+    }
+    ch = span_changes(span_target(), [(task(1, DOSE_TEXT), [ann])], 1000)
+    assert ch.upserts == {
+        "ann-4": SpanExample(DOSE_TEXT, ((5, 9, "DOSE"), (13, 20, "DRUG")), "ann-4")
+    }
+    empty = span_changes(span_target(), [(task(1, DOSE_TEXT), [{"id": 5, "result": []}])], 1000)
+    assert empty.upserts["ann-5"].spans == ()  # a text without entities teaches that too
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        [mark(13, 20, "DRUG", text="aspiri")],  # its text is not the text's slice
+        [mark(13, 99, "DRUG")],  # past the end
+        [mark(4, 5, "DRUG")],  # whitespace only
+        [mark(5, 9, "DOSE"), mark(7, 20, "DRUG")],  # overlapping
+        [mark("5", 9, "DOSE")],  # type: ignore[arg-type]
+    ],
+)
+def test_spans_that_do_not_fit_the_text_drop_the_annotation(result: list[Any]) -> None:
+    ann = {"id": 4, "result": result}
+    ch = span_changes(span_target(), [(task(1, DOSE_TEXT), [ann])], 1000)
+    assert ch.upserts == {} and ch.removals == {"ann-4"} and ch.skipped == 1
+    skipped = {"id": 4, "result": [mark(5, 9, "DOSE")], "was_cancelled": True}
+    ch = span_changes(span_target(), [(task(1, DOSE_TEXT), [skipped])], 1000)
+    assert ch.upserts == {} and ch.removals == {"ann-4"} and ch.skipped == 0

@@ -8,11 +8,13 @@ Studio's API reach Prelabel as ANNOTATION_CREATED webhooks and become examples, 
 Training" (`POST /api/ml/<id>/train`: with Label Studio 1.23.2's default flags a START_TRAINING
 webhook, which Prelabel answers by pulling the project's export) trains; then "Retrieve
 predictions" stores the learned codes under a new model_version. A project labeled before the
-backend was connected starts from its existing annotations (pulled on /setup).
+backend was connected starts from its existing annotations (pulled on /setup). A Labels project
+with an entity type no pretrained model has (DRUG) learns it from annotated spans.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ import pytest
 
 from app.domain.labelstudio.choices import classifier_name
 from app.domain.labelstudio.config import parse_label_config
-from app.domain.labelstudio.examples import targets
+from app.domain.labelstudio.examples import span_targets, targets
 from app.domain.labelstudio.learning import project_uid
 from tests.domain.test_classify import SUPPORT
 from tests.labelstudio.servers import Service, free_port, start_prelabel
@@ -189,3 +191,72 @@ def test_a_half_labeled_project_starts_from_its_annotations(stack: Stack, learne
     model = until(lambda: learner.model(name), lambda m: m is not None and m["examples"] == 12)
     assert model is not None and model["examples"] == 12, model
     assert model["examples_per_label"] == {"Q-08": 4, "Q-17": 4, "Q-42": 4}
+
+
+SPANS_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Labels name="ner" toName="text"><Label value="DRUG" background="red"/></Labels>
+</View>"""
+DRUGS = ROOT / "tests" / "data" / "wordnet_drug_spans.jsonl"
+
+
+def all_task_ids(stack: Stack, project: int) -> dict[str, int]:
+    """Text -> task id over every page of the task list (100 a page)."""
+    ids: dict[str, int] = {}
+    for page in range(1, 100):
+        params = {"project": project, "page_size": 100, "page": page}
+        r = stack.ls.http.get("/api/tasks", params=params)
+        if r.status_code == 404:  # past the last page
+            break
+        assert r.status_code == 200, r.text
+        ids.update({t["data"]["text"]: int(t["id"]) for t in r.json()["tasks"]})
+    return ids
+
+
+def test_annotated_spans_teach_a_custom_entity_type(stack: Stack, learner: Learner) -> None:
+    """WordNet glosses with DRUG spans (tests/data/wordnet_drug_spans.jsonl): no pretrained
+    model has DRUG; 150 glosses annotated in Label Studio and "Start Training" give a span
+    model that marks DRUG in held-out glosses."""
+    items = [json.loads(x) for x in DRUGS.read_text("utf-8").splitlines()]
+    train, held = items[:150], items[-64:]
+    ls = stack.ls
+    pid = ls.project("drug spans", SPANS_CONFIG)
+    ls.import_tasks(pid, [{"text": x["text"]} for x in [*train, *held]])
+    ids = all_task_ids(stack, pid)
+    assert len(ids) == len(train) + len(held)
+    backend = ls.connect(pid, learner.url)
+    assert backend["state"] == "CO", backend
+    uid = project_uid(ls.call("GET", f"/api/projects/{pid}"))
+    assert uid is not None
+    [target] = span_targets(parse_label_config(SPANS_CONFIG))
+    name = classifier_name(stack.ls_hostname, uid, target)
+    for x in train:
+        result = [
+            {
+                "id": f"s{s}",
+                "from_name": "ner",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": s, "end": e, "text": x["text"][s:e], "labels": [label]},
+            }
+            for s, e, label in x["spans"]
+        ]
+        ls.annotate(ids[x["text"]], result)
+    model = until(lambda: learner.model(name), lambda m: m is not None and m["examples"] == 150)
+    assert model is not None and model["examples"] == 150 and model["version"] is None, model
+
+    ls.call("POST", f"/api/ml/{backend['id']}/train")
+    model = until(lambda: learner.model(name), lambda m: m["version"] is not None, 300)
+    assert model["version"] is not None, model
+
+    held_ids = [ids[x["text"]] for x in held]
+    ls.retrieve_predictions(pid, held_ids)
+    gold = found = 0
+    for x, tid in zip(held, held_ids, strict=True):
+        [prediction] = ls.predictions(tid)
+        assert prediction["model_version"].endswith(f".{model['version']}"), prediction
+        spans = {(r["value"]["start"], r["value"]["end"]) for r in prediction["result"]}
+        assert all(r["value"]["labels"] == ["DRUG"] for r in prediction["result"])
+        gold += len(x["spans"])
+        found += sum((s, e) in spans for s, e, _ in x["spans"])
+    assert gold and found / gold >= 0.4, (found, gold)  # nothing without the learned model
