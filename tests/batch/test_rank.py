@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageEnhance
@@ -17,7 +18,7 @@ from .conftest import SKIMAGE_DATA
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
 
 
-def _rank(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, object]]:
+def _rank(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
     capsys.readouterr()
     assert main(["rank", *argv]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -38,7 +39,7 @@ def test_rank_an_annotate_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(argv) == 0
     everything = _rank(capsys, str(out), "-k", "5")
     us = [p["uncertainty"] for p in everything]
-    assert us == sorted(us, reverse=True)  # type: ignore[type-var]
+    assert us == sorted(us, reverse=True)
     assert {p["key"] for p in everything[:2]} == {"rocket.jpg", "rocket_copy.jpg"}
     assert everything[0]["uncertainty"] == 1.0 and everything[0]["difficulty"] == "hard"
     assert everything[-1]["key"] == "astronaut.png"  # the clearest person
