@@ -1,5 +1,10 @@
 """`create_app(settings)` -> FastAPI. Nothing heavy happens at import; the lifespan owns the
-runtime: build, load and warm up the models, serve, then drain the batchers on shutdown."""
+runtime and the job manager: build, load and warm up the models, resume the jobs, serve; on
+shutdown stop the jobs (their finished items are checkpointed) before the runtime drains the
+batchers, so no job item arrives at a draining batcher.
+
+This is the composition root above both: `app.batch` depends on `app.runtime`, never the
+reverse (the import contract in pyproject.toml keeps it so)."""
 
 from __future__ import annotations
 
@@ -29,21 +34,35 @@ from app.api.routes import (
     tokens,
 )
 from app.api.schemas import ERROR_RESPONSES
+from app.batch.jobs import JobManager
 from app.config import Settings
 from app.runtime import Runtime
+
+
+def build_jobs(rt: Runtime) -> JobManager | None:
+    """The service's job manager on `rt`, or None when `PRELABEL_JOBS_DB` is unset (jobs off)."""
+    s = rt.settings
+    if s.jobs_db is None:
+        return None
+    return JobManager(rt, s.jobs_db, s.job_input_roots, s.job_concurrency)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The HTTP app. Pass `runtime` to share one already built (the CLI and tests do)."""
     rt = runtime or Runtime(settings or Settings())
+    job_manager = build_jobs(rt)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not rt.started:
             await rt.start()
+        if job_manager is not None and rt.started:  # no onnxruntime: no models, no jobs
+            await job_manager.start()
         try:
             yield
         finally:
+            if job_manager is not None:
+                await job_manager.stop()  # before the batchers drain: job items stop arriving
             await rt.stop()
 
     app = FastAPI(
@@ -54,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         responses=ERROR_RESPONSES,
     )
     app.state.runtime = rt
+    app.state.jobs = job_manager  # app/api/routes/jobs.py; None when jobs are off
     errors.install(app)
     routers = (
         *(detect, sam, ner, tokens, ocr, keypoints),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -46,9 +45,6 @@ from app.inference.metrics import Metrics
 from app.inference.registry import ModelRegistry, Tuning
 from app.inference.sam import Embedding
 from app.inference.session import installed_runtime, usable_cores
-
-if TYPE_CHECKING:
-    from app.batch.jobs import JobManager
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +168,6 @@ class Runtime:
             on_failure=self._count_ls_failure,
             learning=self.ls_learning,
         )
-        self.jobs: JobManager | None = None
-        if s.jobs_db is not None:
-            # Imported here: the batch pipeline imports this module.
-            from app.batch.jobs import JobManager
-
-            self.jobs = JobManager(self, s.jobs_db, s.job_input_roots, s.job_concurrency)
         self.onnxruntime = "unknown"
         self.started = False
         # Shutdown (app/cli/serve.py, app/api/admission.py): readiness false, new requests 503.
@@ -205,8 +195,6 @@ class Runtime:
             return
         await asyncio.to_thread(self.registry.load_all)
         self.started = True
-        if self.jobs is not None:
-            await self.jobs.start()
         log.info(
             "runtime started in %.1f s (%s, %d cores): %s",
             time.perf_counter() - t0,
@@ -224,8 +212,8 @@ class Runtime:
         self.drain_deadline = deadline
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
-        if self.jobs is not None:
-            await self.jobs.stop()  # before the batchers drain: job items stop arriving
+        """Close the fetchers, trainers and store, then drain the batchers. Whoever runs jobs on
+        this runtime (app/main.py's lifespan) stops them first, so job items stop arriving."""
         await self.url_fetcher.aclose()
         await self.ls_learning.jobs.stop()  # before the trainer: they wait on its runs
         if self.projects.trainer is not None:

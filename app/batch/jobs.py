@@ -32,7 +32,7 @@ import zipfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.batch import jobitems
 from app.batch.export import export, formats_for
@@ -42,9 +42,7 @@ from app.batch.jobstore import JobRow, JobStore
 from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
 from app.domain.apikeys import Principal
 from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
-
-if TYPE_CHECKING:  # runtime.py builds the manager; importing it here would be circular
-    from app.runtime import Runtime
+from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ On SIGTERM (or a first Ctrl-C), within one signal handler and `G = PRELABEL_SHUT
 2. on uvicorn's 0.1 s tick, once no request is in flight (`Runtime.in_flight`), or at the latest
    at `G - reserve`, uvicorn's own shutdown starts: it closes the listener and the idle
    connections, gives stragglers `CLOSE_S`, cancels what still runs (answered 503 by the
-   admission middleware), then runs the lifespan shutdown: `Runtime.stop()` stops the jobs (their
-   finished items are checkpointed), drains the batchers' queues and closes the sessions,
-   bounded by the runtime's drain deadline (see `budget`);
+   admission middleware), then runs the lifespan shutdown (app/main.py): the job manager stops
+   (finished items are checkpointed), then `Runtime.stop()` drains the batchers' queues and
+   closes the sessions, bounded by the runtime's drain deadline (see `budget`);
 3. the process exits 0. A watchdog thread, armed by the signal, ends the process with exit
    code 1 at `G` whatever is stuck (a hung model, a hung finaliser), so the exit always comes
    before Kubernetes' SIGKILL (terminationGracePeriodSeconds, 30 s by default, > G = 25 s).

@@ -309,7 +309,7 @@ def test_unfinished_jobs_are_capped_per_key_and_in_all(tmp_path: Path) -> None:
     lines = [key_line(keys[n], "user", n) for n in keys]
     s = settings(tmp_path, api_keys=lines, max_active_jobs_per_key=1, max_active_jobs=2)
     with TestClient(create_app(s)) as c:
-        manager = c.app.state.runtime.jobs  # type: ignore[attr-defined]
+        manager = c.app.state.jobs  # type: ignore[attr-defined]
         never = asyncio.Event()
 
         async def held(*args: Any) -> None:

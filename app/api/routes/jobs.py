@@ -76,7 +76,7 @@ def _owner(request: Request) -> str | None:
 
 
 def _manager(request: Request) -> JobManager:
-    jobs = runtime_of(request).jobs
+    jobs: JobManager | None = request.app.state.jobs  # built by app/main.py
     if jobs is None:
         raise NotReady("jobs are disabled: set PRELABEL_JOBS_DB")
     if not jobs.started:
