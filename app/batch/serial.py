@@ -41,10 +41,12 @@ def image_record(doc: dict[str, Any]) -> ImageRecord:
 
 def text_json(text_id: str, text: str, spans: list[tuple[int, int, str, float | None]]) -> Any:
     out: list[dict[str, Any]] = [
-        {"start": s, "end": e, "label": lab, "score": sc, "uncertainty": uncertainty.of_score(sc)}
-        for s, e, lab, sc in spans
+        {"start": s, "end": e, "label": lab, "score": sc} for s, e, lab, sc in spans
     ]
-    u = uncertainty.of_text([o["uncertainty"] for o in out])  # null: no span has a score
+    for o in out:  # a span without a score (spaCy) gets no uncertainty key, as before
+        if o["score"] is not None:
+            o["uncertainty"] = uncertainty.of_score(o["score"])
+    u = uncertainty.of_text([o.get("uncertainty") for o in out])  # null: no span has a score
     return {"text_id": text_id, "text": text, "spans": out, "uncertainty": u}
 
 
