@@ -19,6 +19,7 @@ Everything is deterministic given `seed`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -96,9 +97,12 @@ def _kcenter(xc: Floats, cands: npt.NDArray[np.int64], k: int, labeled: Floats |
 def _cluster(xc: Floats, cands: npt.NDArray[np.int64], k: int, seed: int) -> list[int]:
     """k-means over candidates `xc` [C, D] (rank order), each cluster's best-ranked member."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     n_clusters = min(k, xc.shape[0])
-    labels = KMeans(n_clusters, n_init=1, random_state=seed).fit_predict(xc)
+    with warnings.catch_warnings():  # fewer distinct points than clusters: filled up below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters, n_init=1, random_state=seed).fit_predict(xc)
     seen: set[int] = set()
     out: list[int] = []
     for j, c in enumerate(labels.tolist()):  # rank order: the first member is the best-ranked
