@@ -53,6 +53,8 @@ echo "== image"
 bash scripts/check_image.sh
 echo "== ruff"
 .venv/bin/ruff check app tests scripts
+echo "== import contracts (.importlinter: layers, no cycles, nothing below imports app.api)"
+.venv/bin/lint-imports --no-logo
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -6,7 +6,10 @@ height * 100 (origin at the top-left corner, pixel edges as in `records`), with
 `original_width` / `original_height` set and no rotation. Text regions are [start, end)
 code-point offsets into the task text, which is what Label Studio stores for `<Text>`.
 
-Every builder takes an optional `LabelMap`: an object whose label maps to None is left out,
+Every builder takes an optional `LabelMap` (model class -> config label, or None; in practice
+`app.domain.labelstudio.config.LabelMap`, named here by its call shape so that this format
+package does not import the Label Studio service package above it): an object whose label maps
+to None is left out,
 so a result never names a label the labeling config lacks. Result ids are deterministic
 (a hash of from_name, kind and index) so the same input exports the same document.
 """
@@ -14,15 +17,15 @@ so a result never names a label the labeling config lacks. Result ids are determ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from app.domain.formats.ls_brush import encode_brush
 from app.domain.formats.records import ImageRecord, ObjectRecord, TextRecord
-from app.domain.labelstudio.config import LabelMap
 from app.domain.masks import polygons
 
 Result = dict[str, Any]
+LabelMap = Callable[[str], str | None]
 
 
 def region_id(from_name: str, kind: str, index: int | str) -> str:
