@@ -45,7 +45,11 @@ def post(tc: TestClient, data: bytes, **fields: str) -> Any:
 def test_onnx_matches_tfjs_on_the_same_input() -> None:
     """The committed ONNX file against TF.js 4.22's own executor (output saved by
     scripts/convert_movenet.sh's check) on the astronaut scaled to 256 x 256."""
-    img = Image.open(io.BytesIO(ASTRONAUT)).convert("RGB").resize((256, 256), Image.BILINEAR)
+    img = (
+        Image.open(io.BytesIO(ASTRONAUT))
+        .convert("RGB")
+        .resize((256, 256), Image.Resampling.BILINEAR)
+    )
     x = np.asarray(img, np.int32)[None]
     session = ort.InferenceSession(str(MODEL / "movenet-multipose.onnx"))
     y = session.run(None, {session.get_inputs()[0].name: x})[0]

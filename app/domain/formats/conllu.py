@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import groupby
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TokenLike(Protocol):
@@ -79,13 +79,13 @@ def to_conllu(
 
 def pos_label_results(
     text: str, tokens: Sequence[TokenLike], from_name: str, to_name: str
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """Label Studio `Labels` on `Text` (a `labels` result per token whose label is its UPOS
     tag), code-point offsets as Label Studio stores them for `<Text>`. Result ids are stable
     for (from_name, token number)."""
     import hashlib
 
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     for i, t in enumerate(tokens):
         if not 0 <= t.start < t.end <= len(text):
             raise ValueError(f"token [{t.start}, {t.end}) outside a text of {len(text)} characters")
