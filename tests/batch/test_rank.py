@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageEnhance
 
+from app.batch.checkpoint import read_lines
 from app.cli.main import main
 
 from .conftest import SKIMAGE_DATA
@@ -37,6 +38,12 @@ def test_rank_an_annotate_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     twin.save(src / "rocket_copy.jpg", quality=92)
     argv = ["annotate", str(src), "--task", "detect", "--format", "jsonl", "--out", str(out)]
     assert main(argv) == 0
+    records = {line["key"]: line["record"] for line in read_lines(out / "results.jsonl")}
+    astronaut = records["astronaut.png"]
+    best = max(o["score"] for o in astronaut["objects"])
+    assert astronaut["uncertainty"] == round(1 - best, 4)
+    assert all(o["uncertainty"] == round(1 - o["score"], 4) for o in astronaut["objects"])
+    assert records["rocket.jpg"]["objects"] == [] and records["rocket.jpg"]["uncertainty"] == 1.0
     everything = _rank(capsys, str(out), "-k", "5")
     us = [p["uncertainty"] for p in everything]
     assert us == sorted(us, reverse=True)
