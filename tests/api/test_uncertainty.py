@@ -114,3 +114,26 @@ def test_rank_is_deterministic_and_diversity_skips_near_duplicates(client: TestC
     assert plain[0] not in {0, 4}  # a clear request is not the first to label
     bad = client.post("/v1/rank", json={"texts": POOL, "k": 3})
     assert bad.status_code == 422
+
+
+def test_few_shot_uncertainty_and_rank_by_project(client: TestClient) -> None:
+    examples = [
+        {"text": "Please give my money back", "label": "refund"},
+        {"text": "I want a refund for this order", "label": "refund"},
+        {"text": "Login fails with error 500", "label": "bug"},
+        {"text": "The app crashes on start", "label": "bug"},
+    ]
+    r = client.post("/v1/projects/rank-test/examples", json={"examples": examples})
+    assert r.status_code in (200, 201, 202), r.text
+    assert client.post("/v1/projects/rank-test/train?wait=true").status_code == 200
+    texts = ["Refund my money please", "It crashes and also I want my money back"]
+    body = {"texts": texts, "project": "rank-test", "top_k": 2, "uncertainty": "margin"}
+    out = client.post("/v1/classify", json=body).json()
+    assert out["mode"] == "few-shot"
+    for res in out["results"]:
+        p = [s["score"] for s in res["scores"]]
+        assert abs(res["uncertainty"] - (1 - (p[0] - p[1]))) < 2e-3
+    assert out["results"][0]["uncertainty"] < out["results"][1]["uncertainty"]
+    ranked = client.post("/v1/rank", json={"texts": texts, "project": "rank-test", "k": 1})
+    assert ranked.json()["mode"] == "few-shot" and ranked.json()["picks"][0]["index"] == 1
+    client.delete("/v1/projects/rank-test")
