@@ -6,8 +6,9 @@ Label Studio (its "Optical Character Recognition" template): an `<Image name="im
 is one region: a `polygon` (or `rectangle`) result, a `textarea` result with the same region id
 and `value.text = [text]`, and, when a label is given, a `labels` result with that id too.
 Points are percent of the image size (`app.domain.formats.labelstudio`). A rectangle is the
-line's rotated box: `x, y` its polygon's first (top-left) corner, `width`, `height` its sides, `rotation`
-degrees clockwise about that corner, as Label Studio stores a rotated rectangle.
+line's rotated box: `x, y` its polygon's first (top-left) corner, `width`, `height` its
+sides, `rotation` degrees clockwise about that corner, as Label Studio stores a rotated
+rectangle.
 
 JSONL: one object per image, `{"file_name", "width", "height", "lines": [{"polygon", "text",
 "score"}]}` with pixel polygons, ending in a newline.
