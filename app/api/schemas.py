@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain.formats.catalogue import described
+
 Priority = Literal["interactive", "bulk"]
 
 
@@ -225,10 +227,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # -- /v1/tokens (parts of speech, lemmas, dependencies) -------------------------------------
 
-TOKEN_FORMATS = {
-    "conllu": "CoNLL-U: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC, one block a sentence",
-    "labelstudio": "Label Studio tasks with predictions: a `labels` region per token, its UPOS",
-}
+TOKEN_FORMATS = described("tokens")  # app/domain/formats/catalogue.py
 
 
 class TokensRequest(_In):
@@ -264,11 +263,7 @@ class TokensResponse(BaseModel):
 
 # -- /v1/ocr (text lines in images) ---------------------------------------------------------
 
-OCR_FORMATS = {
-    "labelstudio": "Label Studio task: per line a polygon region, its transcription (textarea) "
-    "and an optional label",
-    "jsonl": 'One JSON object: {"file_name", "width", "height", "lines": [...]}, a line of text',
-}
+OCR_FORMATS = described("ocr")  # app/domain/formats/catalogue.py
 
 
 class OcrOptions(_In):
@@ -317,12 +312,7 @@ class OcrResponse(BaseModel):
 
 # -- /v1/keypoints (pose) ---------------------------------------------------------------------
 
-KEYPOINT_FORMATS = {
-    "coco": "COCO keypoints dataset (keypoints [x, y, v]*K, num_keypoints, category skeleton)",
-    "coco-results": "COCO keypoint results list (COCOeval iouType='keypoints')",
-    "yolo": "YOLO pose rows: class cx cy w h (x y v)*K, normalised",
-    "labelstudio": "Label Studio task: rectanglelabels per instance, keypointlabels children",
-}
+KEYPOINT_FORMATS = described("keypoints")  # app/domain/formats/catalogue.py
 
 
 class KeypointsOptions(_In):

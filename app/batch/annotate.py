@@ -12,14 +12,14 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from app.batch.checkpoint import Checkpoint, read_errors, read_results
-from app.batch.export import export, formats_for
+from app.batch.export import canonical, export
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.meta import mismatch, read_meta, write_meta
 from app.batch.pipeline import JobSpec, Processor, in_process, run_identity, run_items
@@ -44,8 +44,10 @@ class AnnotateArgs:
 
 def annotate(settings: Settings, a: AnnotateArgs) -> int:
     spec = a.spec
-    if a.fmt not in formats_for(spec.task):
-        return _fail(f"--format {a.fmt} is not one of {formats_for(spec.task)} for {spec.task}")
+    try:
+        a = replace(a, fmt=canonical(a.fmt, spec.task))  # the catalogue's name, alias resolved
+    except ValueError as e:
+        return _fail(str(e))
     try:
         items = enumerate_items(a.source)
         mine = [i for i in items if in_shard(i.key, a.shard_index, a.shard_count)]

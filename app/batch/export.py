@@ -1,12 +1,14 @@
 """Write the final dataset from checkpoint records (never from memory), so a resumed or merged
 run exports every finished item exactly once. Items are written in key order.
 
-Images: coco -> annotations.json; yolo -> labels/<file_name minus suffix>.txt + classes.txt;
-voc -> Annotations/<file_name minus suffix>.xml; labelstudio -> tasks.json; jsonl ->
-predictions.jsonl ({"key", "file_name", "width", "height", "objects"} with RLE masks).
-Texts: labelstudio -> tasks.json; jsonl -> predictions.jsonl (spaCy JSONL); conll ->
-predictions.conll. Per-image files mirror the image's relative path, so a/x.jpg and b/x.jpg
-never collide.
+The formats, their older names and the files each writes are the catalogue's
+(`app/domain/formats/catalogue.py`, `Format.files`); the documents come from the same writers as
+the HTTP `format=` output. Images: coco -> annotations.json; coco-results -> results.json;
+yolo -> labels/<file_name minus suffix>.txt + classes.txt; voc -> Annotations/<file_name minus
+suffix>.xml; labelstudio -> tasks.json; jsonl -> predictions.jsonl ({"key", "file_name",
+"width", "height", "objects"} with RLE masks). Texts: labelstudio -> tasks.json; spacy-jsonl
+(older name jsonl) -> predictions.jsonl; conll -> predictions.conll. Per-image files mirror the
+image's relative path, so a/x.jpg and b/x.jpg never collide.
 """
 
 from __future__ import annotations
@@ -18,24 +20,29 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.batch.serial import image_record, text_record
-from app.domain.formats.coco import to_coco
-from app.domain.formats.labelstudio import (
-    brush_results,
-    prediction,
-    rectangle_results,
-    task_with_predictions,
-    text_label_results,
-)
+from app.domain.formats.catalogue import kind_of_task, names, resolve
+from app.domain.formats.coco import to_coco, to_coco_results
+from app.domain.formats.labelstudio import image_task, text_task
 from app.domain.formats.text import to_conll, to_spacy_jsonl
 from app.domain.formats.voc import to_voc
 from app.domain.formats.yolo import classes_txt, to_yolo
-
-IMAGE_FORMATS = ("coco", "yolo", "voc", "labelstudio", "jsonl")
-TEXT_FORMATS = ("labelstudio", "jsonl", "conll")
+from app.errors import ValidationFailed
 
 
 def formats_for(task: str) -> tuple[str, ...]:
-    return TEXT_FORMATS if task == "ner" else IMAGE_FORMATS
+    """The canonical format names a batch run of `task` offers (the catalogue's)."""
+    return names(kind_of_task(task), "batch")
+
+
+def canonical(fmt: str, task: str) -> str:
+    """`fmt` (a name or an older alias) as the catalogue's name for `task`'s results; ValueError
+    naming the offered ones when `task` has no such format."""
+    try:
+        return resolve(fmt, kind_of_task(task), "batch").name
+    except ValidationFailed:
+        raise ValueError(
+            f"--format {fmt} is not one of {formats_for(task)} for --task {task}"
+        ) from None
 
 
 def export(
@@ -43,8 +50,7 @@ def export(
 ) -> list[Path]:
     """Write `records` (key -> checkpoint record) as `fmt` under `dest`; returns the files.
     `meta` is the run's run.json: classes (model label order) and model_version."""
-    if fmt not in formats_for(task):
-        raise ValueError(f"--format {fmt} is not one of {formats_for(task)} for --task {task}")
+    fmt = canonical(fmt, task)
     keys = sorted(records)
     if task == "ner":
         return _texts(dest, fmt, [records[k] for k in keys], str(meta["model_version"]))
@@ -67,6 +73,9 @@ def _images(
     if fmt == "coco":
         doc = to_coco(images, classes, "rle" if masked else "none")
         return [write_atomic(dest / "annotations.json", json.dumps(doc))]
+    if fmt == "coco-results":
+        results = to_coco_results(images, classes)
+        return [write_atomic(dest / "results.json", json.dumps(results))]
     if fmt == "yolo":
         out = [write_atomic(dest / "classes.txt", classes_txt(classes))]
         for im in images:
@@ -78,30 +87,17 @@ def _images(
             write_atomic(dest / "Annotations" / _relative(im.file_name, ".xml"), to_voc(im))
             for im in images
         ]
-    tasks = []
-    for im in images:
-        results = rectangle_results(im, "label", "image")
-        if masked:
-            results += brush_results(im, "brush", "image")
-        tasks.append(task_with_predictions(im.file_name, [prediction(results, None, version)]))
+    tasks = [image_task(im, version, masked) for im in images]
     return [write_atomic(dest / "tasks.json", json.dumps(tasks, ensure_ascii=False))]
 
 
 def _texts(dest: Path, fmt: str, docs: Sequence[Any], version: str) -> list[Path]:
     texts = [text_record(d) for d in docs]
-    if fmt == "jsonl":
+    if fmt == "spacy-jsonl":
         return [write_atomic(dest / "predictions.jsonl", to_spacy_jsonl(texts))]
     if fmt == "conll":
         return [write_atomic(dest / "predictions.conll", to_conll(texts))]
-    tasks = [
-        task_with_predictions(
-            t.text,
-            [prediction(text_label_results(t, "label", "text"), None, version)],
-            data_key="text",
-            extra_data={"id": t.text_id},
-        )
-        for t in texts
-    ]
+    tasks = [text_task(t, version) for t in texts]
     return [write_atomic(dest / "tasks.json", json.dumps(tasks, ensure_ascii=False))]
 
 

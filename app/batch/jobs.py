@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from app.batch import jobitems
-from app.batch.export import export, formats_for
+from app.batch.export import canonical, export, formats_for
 from app.batch.inputs import InputError, Item, enumerate_items
 from app.batch.jobpaths import PathChecker
 from app.batch.jobstore import JobRow, JobStore
@@ -127,6 +127,8 @@ class JobManager:
         await self._check_caps(req.caller)
         if req.source is not None:
             req = await asyncio.to_thread(self._expand, req)
+        if req.format is not None:  # stored under the catalogue's name (an alias resolved)
+            req = replace(req, format=_format(req.format, req.task))
         spec, doc = self._spec(req)
         job_id = uuid.uuid4().hex
         try:
@@ -209,12 +211,11 @@ class JobManager:
         VOC (a file per image) as a zip of the folder `prelabel annotate` would write."""
         row = (await self.status(job_id, who)).job
         fmt = fmt or row.format
-        if fmt is None or fmt not in formats_for(row.task):
+        if fmt is None:
             raise ValidationFailed(
                 f"give ?format= (one of {formats_for(row.task)}): the job was submitted without one"
-                if fmt is None
-                else f"format {fmt!r} is not one of {formats_for(row.task)} for {row.task}"
             )
+        fmt = _format(fmt, row.task)
         raw = await asyncio.to_thread(self.store.spec_json, job_id)
         doc = json.loads(raw or "{}")
         return await asyncio.to_thread(self._export, job_id, row.task, fmt, doc["meta"])
@@ -246,10 +247,6 @@ class JobManager:
         s = self.rt.settings
         if (req.paths is None) == (req.texts is None):
             raise ValidationFailed("give exactly one of 'items' (image paths), 'texts' or 'source'")
-        if req.format is not None and req.format not in formats_for(req.task):
-            raise ValidationFailed(
-                f"format {req.format!r} is not one of {formats_for(req.task)} for {req.task}"
-            )
         n = len(req.paths if req.paths is not None else req.texts or ())
         if n > s.max_job_items:
             raise PayloadTooLarge(f"a job holds at most {s.max_job_items} items, not {n}")
@@ -361,6 +358,16 @@ class JobManager:
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:
             self._sem.release()
+
+
+def _format(fmt: str, task: str) -> str:
+    """The catalogue's name for `fmt` (or its older alias) for `task`; 422 otherwise."""
+    try:
+        return canonical(fmt, task)
+    except ValueError:
+        raise ValidationFailed(
+            f"format {fmt!r} is not one of {formats_for(task)} for {task}"
+        ) from None
 
 
 def speed(row: JobRow, now: float) -> JobStatus:

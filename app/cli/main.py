@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal
 
 from app.cli import keys as keys_cli
 from app.config import Settings
@@ -79,7 +80,21 @@ def _rank(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def _format_help() -> tuple[list[str], str]:
+    """`--format` choices and help, from the format catalogue (one list for HTTP and batch)."""
+    from app.domain.formats.catalogue import accepted, formats
+
+    def listed(kind: Literal["image", "text"]) -> str:
+        return ", ".join(
+            f.name + "".join(f" (or {a})" for a in f.aliases) for f in formats(kind, "batch")
+        )
+
+    text = f"detect, segment: {listed('image')}; ner: {listed('text')}"
+    return accepted(("image", "text"), "batch"), text
+
+
 def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmts, fmt_help = _format_help()
     ann = sub.add_parser(
         "annotate",
         help="pre-annotate a dataset (resumable, shardable)",
@@ -90,12 +105,7 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ann.add_argument("--task", choices=["detect", "segment", "ner"], required=True)
     ann.add_argument("--model", help="detector or NER model (default: the configured default)")
     ann.add_argument("--sam-model", help="SAM model for --task segment (default: configured)")
-    ann.add_argument(
-        "--format",
-        dest="fmt",
-        required=True,
-        choices=["coco", "yolo", "voc", "labelstudio", "jsonl", "conll"],
-    )
+    ann.add_argument("--format", dest="fmt", required=True, choices=fmts, help=fmt_help)
     ann.add_argument("--out", type=Path, required=True, help="output and checkpoint folder")
     ann.add_argument(
         "--shard-index",
@@ -117,12 +127,7 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     mrg = sub.add_parser("merge", help="combine annotate output folders (shards), export once")
     mrg.add_argument("dirs", type=Path, nargs="+")
     mrg.add_argument("--out", type=Path, required=True)
-    mrg.add_argument(
-        "--format",
-        dest="fmt",
-        required=True,
-        choices=["coco", "yolo", "voc", "labelstudio", "jsonl", "conll"],
-    )
+    mrg.add_argument("--format", dest="fmt", required=True, choices=fmts, help=fmt_help)
 
 
 def _batch(settings: Settings, args: argparse.Namespace) -> int:

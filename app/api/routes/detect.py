@@ -8,8 +8,9 @@ from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import image_body_doc, read_image_request
 from app.api.schemas import DetectionOut, DetectJson, DetectOptions, DetectResponse
 from app.domain.detection import DetectParams
+from app.domain.formats.catalogue import resolve
 from app.domain.formats.records import ImageRecord, ObjectRecord
-from app.domain.formats.render import IMAGE_FORMATS, check, render_image
+from app.domain.formats.render import render_image
 from app.domain.uncertainty import of_image, of_score
 
 router = APIRouter(prefix="/v1", tags=["detect"])
@@ -31,7 +32,7 @@ async def detect(request: Request) -> Response:
     )
     assert image is not None
     if opts.format:
-        check(opts.format, IMAGE_FORMATS)
+        resolve(opts.format, "image", "http")
     result = await runtime.detection.detect(
         image,
         DetectParams(

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import StrictJsonRoute, body_cap, json_body_doc, read_json
 from app.api.schemas import NerRequest, NerResponse, NerResultOut, NerSpanOut
+from app.domain.formats.catalogue import resolve
 from app.domain.formats.records import SpanRecord, TextRecord
-from app.domain.formats.render import TEXT_FORMATS, check, render_texts
+from app.domain.formats.render import render_texts
 from app.domain.uncertainty import of_score, of_text
 
 router = APIRouter(prefix="/v1", tags=["ner"], route_class=StrictJsonRoute)
@@ -31,7 +32,7 @@ async def ner(request: Request) -> Response:
     values = s.max_texts * s.max_text_chars // 4 + 1000
     body = await read_json(request, NerRequest, body_cap(s.max_upload_bytes), values)
     if body.format:
-        check(body.format, TEXT_FORMATS)
+        resolve(body.format, "text", "http")
     r = await runtime.ner.recognise(
         body.texts, body.model or runtime.settings.default_ner, body.min_score, lane(body.priority)
     )

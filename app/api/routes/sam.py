@@ -17,8 +17,9 @@ from app.api.schemas import (
     SegmentOptions,
     SegmentResponse,
 )
+from app.domain.formats.catalogue import resolve
 from app.domain.formats.records import ImageRecord
-from app.domain.formats.render import IMAGE_FORMATS, check, render_image
+from app.domain.formats.render import render_image
 from app.domain.prompts import Point, Prompt
 from app.domain.uncertainty import of_score
 
@@ -86,7 +87,7 @@ async def segment(request: Request) -> Response:
         fetch=runtime.url_fetcher.fetch,
     )
     if opts.format:
-        check(opts.format, IMAGE_FORMATS)
+        resolve(opts.format, "image", "http")
     prompt = Prompt(
         points=tuple(Point(p.x, p.y, p.positive) for p in opts.points),
         box=opts.box,

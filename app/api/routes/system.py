@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import runtime_of
 from app.api.schemas import BatchingOut, ModelOut, ModelsResponse
-from app.domain.formats.render import IMAGE_FORMATS, TEXT_FORMATS
+from app.domain.formats.catalogue import KINDS, described
 from app.errors import ShuttingDown
 from app.inference.manifest import ModelSpec
 from app.runtime import Runtime
@@ -67,8 +67,9 @@ def _labels(runtime: Runtime, spec: ModelSpec) -> tuple[str, ...]:
 
 @router.get("/v1/formats", summary="Formats that `format=` accepts")
 async def formats() -> dict[str, dict[str, str]]:
-    """`image` formats apply to /v1/detect and /v1/sam/segment, `text` ones to /v1/ner."""
-    return {"image": IMAGE_FORMATS, "text": TEXT_FORMATS}
+    """`image` formats apply to /v1/detect and /v1/sam/segment, `text` ones to /v1/ner, the
+    others to /v1/tokens, /v1/ocr and /v1/keypoints (app/domain/formats/catalogue.py)."""
+    return {kind: described(kind) for kind in KINDS}
 
 
 @router.get("/livez", summary="The process is up")

@@ -211,3 +211,24 @@ def task_with_predictions(
     `data_key` is the object tag's value without "$" (`ObjectTag.data_key`). For a `<Text>`
     object pass the text itself as `image_url` (and its key, e.g. "text")."""
     return {"data": {**(extra_data or {}), data_key: image_url}, "predictions": list(predictions)}
+
+
+def image_task(image: ImageRecord, model_version: str, masks: bool) -> dict[str, Any]:
+    """The Label Studio import task for one image (the `labelstudio` image format, over HTTP and
+    in batch): `rectanglelabels` from "label" to "image", plus `brushlabels` from "brush" when
+    `masks` (the run or response carries masks), in one prediction."""
+    results = rectangle_results(image, "label", "image")
+    if masks:
+        results += brush_results(image, "brush", "image")
+    return task_with_predictions(image.file_name, [prediction(results, None, model_version)])
+
+
+def text_task(text: TextRecord, model_version: str) -> dict[str, Any]:
+    """The Label Studio import task for one text (the `labelstudio` text format): data
+    {"text", and "id" when the text has one}, `labels` from "label" to "text"."""
+    return task_with_predictions(
+        text.text,
+        [prediction(text_label_results(text, "label", "text"), None, model_version)],
+        data_key="text",
+        extra_data=None if text.text_id is None else {"id": text.text_id},
+    )
