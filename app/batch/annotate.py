@@ -76,6 +76,8 @@ def annotate(settings: Settings, a: AnnotateArgs) -> int:
     results = {k: r for k, r in read_results(a.out).items() if k in mine_keys}
     failed = {k: e for k, e in read_errors(a.out).items() if k in mine_keys}
     files = export(a.out, a.fmt, spec.task, meta, results)
+    if meta.get("format") != a.fmt:  # recorded for `prelabel merge` (its default --format)
+        write_meta(a.out, {**meta, "format": a.fmt})
     wall = time.perf_counter() - t0
     print(f"wrote {len(files)} file(s) under {a.out}: {len(results)} items exported")
     print(

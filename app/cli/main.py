@@ -127,7 +127,13 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     mrg = sub.add_parser("merge", help="combine annotate output folders (shards), export once")
     mrg.add_argument("dirs", type=Path, nargs="+")
     mrg.add_argument("--out", type=Path, required=True)
-    mrg.add_argument("--format", dest="fmt", required=True, choices=fmts, help=fmt_help)
+    mrg.add_argument(
+        "--format",
+        dest="fmt",
+        choices=fmts,
+        help="default: the format the shards were annotated for (their run.json); when given, "
+        f"it must agree with it. {fmt_help}",
+    )
 
 
 def _batch(settings: Settings, args: argparse.Namespace) -> int:
