@@ -212,9 +212,9 @@ class Batcher(Generic[In, Out]):
         fut = self.submit_future(payload, lane, timeout)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        # wait_for's timeout (or a TimeoutError the batch function returned for this item). No
+        # PrelabelError subclasses TimeoutError, so none of ours is rewritten here.
         except TimeoutError as e:
-            if isinstance(e, PrelabelError):
-                raise
             raise DeadlineExceeded(f"{self.name}: deadline of {timeout:.3g} s exceeded") from e
 
     # -- workers -----------------------------------------------------------------------------
