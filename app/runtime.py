@@ -29,6 +29,7 @@ from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.predict import LabelStudioPredictor
 from app.domain.labelstudio.projects import LsOrigins, LsProjects
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor
+from app.domain.ner import NerService
 from app.domain.ocr import OcrService
 from app.domain.segmentation import (
     LowResMask,
@@ -36,7 +37,6 @@ from app.domain.segmentation import (
     embedding_nbytes,
     low_res_nbytes,
 )
-from app.domain.text import NerService
 from app.domain.tokens import TokenService
 from app.domain.urls import SafeFetcher, UrlPolicy
 from app.inference.cache import TTLCache

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.domain.text import _is_unicode
+from app.domain.ner import _is_unicode
 from app.errors import UnknownModel, ValidationFailed
 from app.inference.batcher import Lane
 from app.inference.registry import ModelRegistry

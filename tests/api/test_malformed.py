@@ -23,7 +23,7 @@ from PIL import Image
 
 from app.config import Settings
 from app.domain.labelstudio.predict import image_key
-from app.domain.text import NerService
+from app.domain.ner import NerService
 from app.errors import ValidationFailed
 from app.main import create_app
 from tests.api import bombs

@@ -29,7 +29,7 @@ from app.domain.apikeys import Principal
 from app.domain.classify.limits import check_texts, clean_labels
 from app.domain.classify.projects import ModelInfo, ProjectConflict, Projects, _may_see, check_name
 from app.domain.classify.store import ExampleIn, ProjectRow
-from app.domain.text import NerService
+from app.domain.ner import NerService
 from app.errors import ValidationFailed
 from app.inference.batcher import Lane
 from app.inference.span_model import SpanModel

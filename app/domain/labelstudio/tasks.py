@@ -19,9 +19,9 @@ from app.domain.formats.labelstudio import (
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
 from app.domain.labelstudio.config import ControlTag, LabelConfig, LabelMap
 from app.domain.masks import decode
+from app.domain.ner import NerService
 from app.domain.prompts import Prompt
 from app.domain.segmentation import SegmentationService
-from app.domain.text import NerService
 from app.errors import BadInput
 from app.inference.batcher import Lane
 
@@ -79,6 +79,23 @@ class TaskPredictor:
             if self.models.ner:
                 results += await self._text_results(task, c, lane)
         return results
+
+    def looked_at(self, config: LabelConfig) -> tuple[list[str], list[str]]:
+        """What `results` runs a model on for `config`: the image objects' names (the
+        `to_name` of their results) and the `Labels`-on-`Text` controls' names (ranking.py)."""
+        images: list[str] = []
+        if self.models.detector:
+            for c in (c for t in IMAGE_CONTROLS for c in config.controls_for(t, "Image")):
+                if c.to_name not in images:
+                    images.append(c.to_name)
+        texts = [
+            c.name
+            for c in config.controls_for("Labels")
+            if self.models.ner
+            and c.object is not None
+            and c.object.tag.lower() in ("text", "hypertext")
+        ]
+        return images, texts
 
     async def _image_results(
         self, data: bytes, key: str, controls: list[ControlTag], lane: Lane

@@ -1,4 +1,4 @@
-"""Use case: entity spans for texts."""
+"""Use case: entity spans for texts (`NerService`, over the NER models of app/inference/ner.py)."""
 
 from __future__ import annotations
 
