@@ -215,6 +215,40 @@ def test_ownership_follows_the_jobs_rules(tmp_path: Path) -> None:
         assert c.delete("/v1/projects/a", headers=as_["root"]).status_code == 200
 
 
+def test_label_studio_projects_are_for_admin_keys_only(tmp_path: Path) -> None:
+    """`ls-...` projects are the Label Studio backend's (created with no owner): a user key can
+    neither read, reset nor pre-create one; an admin key can."""
+    keys = [key_line(ALICE, "user", "alice"), key_line(ROOT, "admin", "root")]
+    s = settings(tmp_path / "state.db", api_keys=keys)
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    root = {"Authorization": f"Bearer {ROOT}"}
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        name = "ls-0123abcd-7.1700000000-deadbeef"
+        body = {"examples": examples(2)}
+        r = c.post(f"/v1/projects/{name}/examples", json=body, headers=alice)
+        assert r.status_code == 409 and "admin keys only" in r.json()["error"]["message"]
+        spans = {"examples": [{"text": "Take aspirin daily.", "spans": []}], "kind": "spans"}
+        assert c.post(f"/v1/projects/{name}/examples", json=spans, headers=alice).status_code in (
+            409,
+            422,
+        )
+        assert c.get(f"/v1/projects/{name}/model", headers=root).status_code == 404
+        # The backend creates it without an owner (as Label Studio learning does).
+        runtime = c.app.state.runtime  # type: ignore[attr-defined]
+        c.portal.call(runtime.projects.add_examples, name, None, _examples_in(2))  # type: ignore[union-attr]
+        assert c.get(f"/v1/projects/{name}/model", headers=alice).status_code == 404
+        assert c.delete(f"/v1/projects/{name}", headers=alice).status_code == 404
+        r = c.post("/v1/classify", json={"texts": ["x"], "project": name}, headers=alice)
+        assert r.status_code == 404
+        assert c.get(f"/v1/projects/{name}/model", headers=root).json()["examples"] == 6
+
+
+def _examples_in(per_label: int) -> list[Any]:
+    from app.domain.classify.projects import Example
+
+    return [Example(e["text"], (e["label"],)) for e in examples(per_label)]
+
+
 def test_two_replicas_on_postgresql_agree_after_a_retrain(tmp_path: Path) -> None:
     """A real PostgreSQL server: a retrain on one replica is served by the other at once, and a
     third started afterwards (a restart) serves it too."""

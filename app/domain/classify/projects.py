@@ -3,6 +3,10 @@
 A project belongs to the API key that created it (its first example upload): other `user` keys
 get 404 for it, as if it did not exist, and 409 when they try to create one of that name;
 `admin` keys see and change every project. With authentication off there are no owners.
+
+Names starting with `ls-` belong to Prelabel's Label Studio backend (app/domain/labelstudio/
+choices.py), which creates them without an owner: only admin keys (or no authentication) may
+see, change or create them, so a user key cannot read or reset another team's Label Studio model.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from app.domain.classify.trainer import Trainer
 from app.errors import NotFound, PrelabelError, ValidationFailed
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SYSTEM_PREFIX = "ls-"  # projects kept by the Label Studio backend: admin keys only
 
 
 class ProjectConflict(PrelabelError):
@@ -108,6 +113,7 @@ class Projects:
                 "(send them in several calls)"
             )
         fixed = None if labels is None else clean_labels(labels, "labels")
+        check_reserved(name, who)
         row = await asyncio.to_thread(self.store.get_project, name)
         if row is not None and not _may_see(row, who):
             raise ProjectConflict(f"project name {name!r} is taken by another API key")
@@ -211,7 +217,22 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_reserved(name: str, who: Principal | None) -> None:
+    """Refuse a user key a name of the Label Studio backend's (before anything is created)."""
+    if not may_use_name(name, who):
+        raise ProjectConflict(
+            f"project names starting with {SYSTEM_PREFIX!r} are kept for Label Studio projects "
+            "(admin keys only)"
+        )
+
+
+def may_use_name(name: str, who: Principal | None) -> bool:
+    return who is None or who.is_admin or not name.startswith(SYSTEM_PREFIX)
+
+
 def _may_see(row: ProjectRow, who: Principal | None) -> bool:
+    if not may_use_name(row.name, who):
+        return False
     return who is None or who.is_admin or row.owner is None or row.owner == who.name
 
 

@@ -27,7 +27,14 @@ from typing import Any, Literal
 
 from app.domain.apikeys import Principal
 from app.domain.classify.limits import check_texts, clean_labels
-from app.domain.classify.projects import ModelInfo, ProjectConflict, Projects, _may_see, check_name
+from app.domain.classify.projects import (
+    ModelInfo,
+    ProjectConflict,
+    Projects,
+    _may_see,
+    check_name,
+    check_reserved,
+)
 from app.domain.classify.store import ExampleIn, ProjectRow
 from app.domain.ner import NerService
 from app.errors import ValidationFailed
@@ -94,6 +101,7 @@ class SpanProjects:
             )
         fixed = None if labels is None else clean_labels(labels, "labels")
         options = _options(pretrained, ner_model, fixed)
+        check_reserved(name, who)
         store = self.projects.store
         row = await asyncio.to_thread(store.get_project, name)
         if row is not None:
