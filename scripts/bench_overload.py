@@ -1,7 +1,7 @@
 """Benchmark: overload and soak of the served detector (issue 5's bounded load test).
 
 Run from the project root with the project's venv (`.venv/bin/python scripts/bench_overload.py`;
-it imports the server harness from the sibling `bench_detect.py`, so run it as a file).
+it imports the server harness from the sibling `benchlib.py`, so run it as a file).
 `--soak-s 60` for a short check (the default, 600 s, is the issue's 10-minute soak), `--json
 PATH` to keep the numbers. It stops by itself: every loop is bounded in count and in time.
 
@@ -10,7 +10,7 @@ Methodology
 `prelabel serve` on 127.0.0.1 and a free port with only NanoDet-g (PRELABEL_MODELS=
 '["nanodet-g"]', no SAM, no NER, default scheduler settings unless `--env KEY=VALUE` says
 otherwise). Requests are multipart JPEG uploads (quality 90) of the scikit-image samples of
-`bench_detect.SAMPLE_NAMES`, round-robin, POST /v1/detect, sent by `httpx.AsyncClient` from this
+`benchlib.SAMPLE_NAMES`, round-robin, POST /v1/detect, sent by `httpx.AsyncClient` from this
 process (the server is a separate process; both share the machine's cores).
 
 1. Sustainable rate: after a warm-up, closed loop at `--concurrency` (16) requests in flight for
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_detect import (
+from benchlib import (
     CpuMeter,
     SampleImage,
     cpu_text,

