@@ -30,6 +30,7 @@ COMPONENTS = ("queue-depth-hpa", "prometheus-operator", "nginx-gateway-fabric", 
 RENDERINGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cpu": ("overlays/cpu", ()),
     "gpu": ("overlays/gpu", ()),
+    "single": ("overlays/single", ()),
     "cpu-all-components": ("overlays/cpu", COMPONENTS),
     "gpu-all-components": ("overlays/gpu", COMPONENTS),
     "batch-annotate": ("batch/annotate", ()),
@@ -110,8 +111,10 @@ def container(obj: Obj, name: str = "prelabel") -> Obj:
     return c
 
 
-# The renderings of the interactive service.
-SERVICE = ("cpu", "gpu", "cpu-all-components", "gpu-all-components")
+# The renderings of the interactive service; the replicated ones share PostgreSQL, "single"
+# keeps its state in SQLite on a claim.
+REPLICATED = ("cpu", "gpu", "cpu-all-components", "gpu-all-components")
+SERVICE = (*REPLICATED, "single")
 
 
 def settings_of(objs: tuple[Obj, ...], configmap: str) -> dict[str, str]:

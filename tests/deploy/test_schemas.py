@@ -43,12 +43,13 @@ def test_renders(name: str) -> None:
             "Service",
             "ServiceAccount",
             "ConfigMap",
-            "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
             "NetworkPolicy",
             "HTTPRoute",
         }
         assert expected <= kinds
+        # One replica on a ReadWriteOnce claim: no autoscaler (tests/deploy/test_state.py).
+        assert ("HorizontalPodAutoscaler" in kinds) == (name != "single")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
