@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from app.batch.inputs import Item
+from app.batch.jobbackend import JobBackend
 from app.batch.jobpaths import PathChecker
-from app.batch.jobstore import DuplicateKey, ItemRow, JobStore
+from app.batch.jobstore import DuplicateKey, ItemRow
 from app.domain.urls.policy import UrlPolicy, check_target, parse_target
 from app.errors import ValidationFailed
 
@@ -26,7 +27,7 @@ CHUNK = 5000  # items checked and stored, or read back, per worker-thread call
 
 
 def store_items(
-    store: JobStore,
+    store: JobBackend,
     job_id: str,
     paths: Sequence[str] | None,
     texts: Sequence[str] | None,
@@ -68,7 +69,7 @@ def item_rows(
         yield ItemRow(i, p, None)
 
 
-def migrate(store: JobStore, job_id: str, doc: dict[str, Any], roots: Sequence[Path]) -> None:
+def migrate(store: JobBackend, job_id: str, doc: dict[str, Any], roots: Sequence[Path]) -> None:
     """A job stored before the `items` table kept its list in `spec_json`: move it."""
     if store.has_items(job_id):
         return
@@ -77,7 +78,7 @@ def migrate(store: JobStore, job_id: str, doc: dict[str, Any], roots: Sequence[P
 
 
 def pending_chunk(
-    store: JobStore, job_id: str, after: int, roots: Sequence[Path]
+    store: JobBackend, job_id: str, after: int, roots: Sequence[Path]
 ) -> list[tuple[int, Item]]:
     """The next CHUNK unfinished items after sequence number `after`, as (seq, Item)."""
     out = []

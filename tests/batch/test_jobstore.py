@@ -1,18 +1,69 @@
-"""The job store: exactly-once results, counts in step with them, key-ordered paging."""
+"""The job store contract, on SQLite and on a real PostgreSQL server (tests/postgres_server.py):
+exactly-once results, counts in step with them, key-ordered paging."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
+from app.batch.jobbackend import JobBackend, open_job_store
 from app.batch.jobs import speed
 from app.batch.jobstore import DuplicateKey, ItemRow, JobStore
+from app.batch.jobstore_pg import PostgresJobStore
+from tests.postgres_server import postgres_server
+
+Opener = Callable[[], JobBackend]
+_databases = itertools.count()
 
 
-def test_results_are_recorded_and_counted_exactly_once(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with postgres_server() as dsn:
+        yield dsn
+
+
+def fresh_database(dsn: str) -> str:
+    """A new, empty database on the module's server, its default collation ICU's en-US (as
+    production databases' often is: not byte order); its DSN."""
+    name = f"jobs_{next(_databases)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        )
+    return make_conninfo(dsn, dbname=name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens a store on one fresh database; a second call is a restart, or another replica on
+    the same state. (PostgreSQL's orphaned items go at once here: the age rule has its test.)"""
+    opened: list[JobBackend] = []
+    if request.param == "sqlite":
+
+        def open_store() -> JobBackend:
+            opened.append(JobStore(tmp_path / "jobs.db"))
+            return opened[-1]
+
+    else:
+        dsn = fresh_database(request.getfixturevalue("pg_dsn"))
+
+        def open_store() -> JobBackend:
+            opened.append(PostgresJobStore(dsn, orphan_age_s=0.0))
+            return opened[-1]
+
+    yield open_store
+    for s in opened:
+        s.close()
+
+
+def test_results_are_recorded_and_counted_exactly_once(opener: Opener) -> None:
+    store = opener()
     store.create("j1", "detect", "nanodet-g", "coco", 3, "{}", now=100.0)
     assert store.mark_running("j1", now=100.0)
     assert store.add_result("j1", "b", True, json.dumps({"x": 1}), now=101.0)
@@ -27,15 +78,15 @@ def test_results_are_recorded_and_counted_exactly_once(tmp_path: Path) -> None:
     assert not store.add_result("j1", "c", True, "{}", now=103.0)  # closed: redone on resume
 
 
-def test_state_changes_and_persistence(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def test_state_changes_and_persistence(opener: Opener) -> None:
+    store = opener()
     store.create("j1", "ner", "pii", None, 2, '{"k": 1}', now=1.0)
     store.create("j2", "ner", "pii", None, 2, "{}", now=2.0)
     assert store.finish("j1", "cancelled", now=3.0)
     assert not store.finish("j1", "done", now=4.0)  # an ended job stays ended
     assert not store.mark_running("j1", now=4.0)
     store.close()
-    again = JobStore(tmp_path / "jobs.db")
+    again = opener()
     assert again.unfinished() == ["j2"]
     assert [j.id for j in again.recent()] == ["j2", "j1"]
     j1 = again.get("j1")
@@ -44,8 +95,8 @@ def test_state_changes_and_persistence(tmp_path: Path) -> None:
     again.close()
 
 
-def test_results_page_in_key_order(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def test_results_page_in_key_order(opener: Opener) -> None:
+    store = opener()
     store.create("j", "ner", "pii", None, 25, "{}", now=1.0)
     for i in reversed(range(25)):
         store.add_result("j", f"{i:02d}", True, "{}", now=2.0)
@@ -58,8 +109,8 @@ def test_results_page_in_key_order(tmp_path: Path) -> None:
     assert store.count_results("j") == 25
 
 
-def test_rate_and_eta_count_only_this_run(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def test_rate_and_eta_count_only_this_run(opener: Opener) -> None:
+    store = opener()
     store.create("j", "ner", "pii", None, 30, "{}", now=0.0)
     for i in range(10):
         store.add_result("j", str(i), True, "{}", now=1.0)
@@ -75,8 +126,8 @@ def test_rate_and_eta_count_only_this_run(tmp_path: Path) -> None:
     assert row is not None and speed(row, now=999.0).eta_s == 0.0
 
 
-def test_items_are_stored_in_chunks_and_read_back_unfinished_in_order(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def test_items_are_stored_in_chunks_and_read_back_unfinished_in_order(opener: Opener) -> None:
+    store = opener()
     store.create("j", "detect", "nanodet-g", None, 5, "{}", 1.0, caller="addr:1")
     store.add_items("j", [ItemRow(i, f"k{i}", None) for i in range(3)])
     store.add_items("j", [ItemRow(i, f"k{i}", None) for i in range(3, 5)])
@@ -100,14 +151,71 @@ def test_items_are_stored_in_chunks_and_read_back_unfinished_in_order(tmp_path: 
 
 
 def test_items_of_a_submission_that_never_became_a_job_are_dropped_on_open(
-    tmp_path: Path,
+    opener: Opener,
 ) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+    store = opener()
     store.add_items("ghost", [ItemRow(0, "a", None)])
     store.create("real", "ner", "en-core-web-sm", None, 1, "{}", 1.0)
     store.add_items("real", [ItemRow(0, "0", "text")])
     store.close()
-    store = JobStore(tmp_path / "jobs.db")
+    store = opener()
     assert store.has_items("real") and not store.has_items("ghost")
     assert store.pending_items("real") == [ItemRow(0, "0", "text")]
+    store.close()
+
+
+def test_results_page_in_byte_order_whatever_the_locale(opener: Opener) -> None:
+    """Keyset paging needs one order for `>` and ORDER BY: code-point (byte) order on both
+    backends, not a locale's (where "B" < "a" and "/" may be ignored)."""
+    store = opener()
+    keys = ["a/b.jpg", "B.jpg", "a.jpg", "ab.jpg", "Z/1.png", "é.png", "_x.png", "a b.jpg"]
+    store.create("j", "detect", "nanodet-g", None, len(keys), "{}", 1.0)
+    for k in keys:
+        store.add_result("j", k, True, "{}", 2.0)
+    seen: list[str] = []
+    after = None
+    while rows := store.results("j", after, limit=3):
+        seen += [r.key for r in rows]
+        after = rows[-1].key
+    assert seen == sorted(keys)
+
+
+def test_texts_round_trip_unchanged(opener: Opener) -> None:
+    """Any JSON string is a valid text item: NUL (which PostgreSQL's text type refuses),
+    astral characters, newlines."""
+    store = opener()
+    texts = ["nul \x00 inside", "emoji \U0001f600", "two\nlines", ""]
+    store.create("j", "ner", "pii", None, len(texts), "{}", 1.0)
+    store.add_items("j", [ItemRow(i, f"{i}", t) for i, t in enumerate(texts)])
+    assert [r.text for r in store.pending_items("j")] == texts
+
+
+def test_two_replicas_share_one_postgres_job_store(pg_dsn: str) -> None:
+    """Two stores on one database (two pods behind one DSN): a result recorded by one counts
+    once in both; a cancel by one ends the job for the other; a fresh submission of one is
+    not dropped as an orphan when the other starts."""
+    dsn = fresh_database(pg_dsn)
+    a = open_job_store(Path("unused"), dsn)
+    a.add_items("in-flight", [ItemRow(0, "k", None)])  # checked, not yet a job
+    b = open_job_store(Path("unused"), dsn)
+    assert isinstance(b, PostgresJobStore)
+    assert a.has_items("in-flight")  # kept: younger than the orphan age (an hour)
+    a.create("j", "ner", "pii", None, 2, "{}", 1.0, owner="alice", caller="key:alice")
+    assert a.add_result("j", "0", True, "{}", 2.0)
+    assert not b.add_result("j", "0", True, "{}", 3.0)  # already recorded by the other pod
+    job = b.get("j")
+    assert job is not None and (job.done, job.owner) == (1, "alice")
+    assert b.active("key:alice") == 1
+    assert b.finish("j", "cancelled", 4.0)
+    assert not a.mark_running("j", 5.0)  # ended for every replica
+    assert a.unfinished() == [] and [j.id for j in a.recent(owner="alice")] == ["j"]
+    a.close()
+    b.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        a.get("j")
+
+
+def test_sqlite_without_dsn(tmp_path: Path) -> None:
+    store = open_job_store(tmp_path / "jobs.db")
+    assert isinstance(store, JobStore)
     store.close()
