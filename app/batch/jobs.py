@@ -22,26 +22,23 @@ its scheme and host rules are checked at submission, DNS and addresses when the 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
-import tempfile
 import time
 import uuid
-import zipfile
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from app.batch import jobitems
-from app.batch.export import canonical, export, formats_for
-from app.batch.inputs import InputError, Item, enumerate_items
-from app.batch.jobpaths import PathChecker
+from app.batch.export import formats_for
+from app.batch.inputs import Item
+from app.batch.jobexport import package
+from app.batch.jobrequest import JobRequest, expand, job_format, job_spec
 from app.batch.jobstore import JobRow, JobStore
-from app.batch.pipeline import JobSpec, Task, in_process, outcome, run_identity
+from app.batch.pipeline import JobSpec, in_process, outcome
 from app.domain.apikeys import Principal
-from app.errors import NotFound, PayloadTooLarge, PrelabelError, ValidationFailed
+from app.errors import NotFound, PrelabelError, ValidationFailed
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,21 +49,6 @@ class TooManyJobs(PrelabelError):
 
     code = "too_many_jobs"
     status = 429
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What a client asks for: image paths (detect, segment) or texts (ner)."""
-
-    task: Task
-    paths: Sequence[str] | None = None
-    texts: Sequence[str] | None = None
-    model: str | None = None
-    format: str | None = None
-    score_threshold: float = 0.35
-    owner: str | None = None  # the submitting key's name; None when authentication is off
-    source: str | None = None  # a folder or manifest under an input root, instead of items
-    caller: str | None = None  # who counts against the per-caller cap (key name or address)
 
 
 @dataclass(frozen=True)
@@ -126,10 +108,10 @@ class JobManager:
         and again, with the job's creation, under one lock (no two submissions both pass)."""
         await self._check_caps(req.caller)
         if req.source is not None:
-            req = await asyncio.to_thread(self._expand, req)
+            req = await asyncio.to_thread(expand, req, self.roots)
         if req.format is not None:  # stored under the catalogue's name (an alias resolved)
-            req = replace(req, format=_format(req.format, req.task))
-        spec, doc = self._spec(req)
+            req = replace(req, format=job_format(req.format, req.task))
+        spec, doc = job_spec(self.rt, req, self.concurrency)
         job_id = uuid.uuid4().hex
         try:
             total = await asyncio.to_thread(
@@ -215,90 +197,12 @@ class JobManager:
             raise ValidationFailed(
                 f"give ?format= (one of {formats_for(row.task)}): the job was submitted without one"
             )
-        fmt = _format(fmt, row.task)
+        fmt = job_format(fmt, row.task)
         raw = await asyncio.to_thread(self.store.spec_json, job_id)
         doc = json.loads(raw or "{}")
-        return await asyncio.to_thread(self._export, job_id, row.task, fmt, doc["meta"])
-
-    def _export(
-        self, job_id: str, task: str, fmt: str, meta: dict[str, Any]
-    ) -> tuple[str, bytes, str]:
-        records: dict[str, Any] = {}
-        after: str | None = None
-        while rows := self.store.results(job_id, after):
-            records.update((r.key, json.loads(r.payload)) for r in rows if r.ok)
-            after = rows[-1].key
-        with tempfile.TemporaryDirectory(prefix="prelabel-export-") as tmp:
-            files = export(Path(tmp), fmt, task, meta, records)
-            if len(files) == 1 and fmt not in ("yolo", "voc"):
-                media = "application/json" if files[0].suffix == ".json" else "text/plain"
-                return files[0].name, files[0].read_bytes(), media
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                for f in sorted(files):
-                    z.write(f, f.relative_to(tmp).as_posix())
-            return f"{job_id}-{fmt}.zip", buf.getvalue(), "application/zip"
+        return await asyncio.to_thread(package, self.store, job_id, row.task, fmt, doc["meta"])
 
     # -- running ----------------------------------------------------------------------------------
-
-    def _spec(self, req: JobRequest) -> tuple[JobSpec, dict[str, Any]]:
-        """The job's settings, checked (cheap: no item is looked at), and the document stored
-        as its `spec_json`."""
-        s = self.rt.settings
-        if (req.paths is None) == (req.texts is None):
-            raise ValidationFailed("give exactly one of 'items' (image paths), 'texts' or 'source'")
-        n = len(req.paths if req.paths is not None else req.texts or ())
-        if n > s.max_job_items:
-            raise PayloadTooLarge(f"a job holds at most {s.max_job_items} items, not {n}")
-        if n == 0:
-            raise ValidationFailed("no texts" if req.texts is not None else "no items")
-        if req.task == "ner":
-            if req.texts is None:
-                raise ValidationFailed("task ner takes 'texts'")
-            model = req.model or s.default_ner
-            self.rt.registry.ner(model)
-        else:
-            if req.paths is None:
-                raise ValidationFailed(f"task {req.task} takes 'items' (image paths)")
-            model = req.model or s.default_detector
-            self.rt.registry.detector(model)
-            if req.task == "segment":
-                if not s.default_sam:
-                    raise ValidationFailed("task segment needs a SAM model (PRELABEL_DEFAULT_SAM)")
-                self.rt.registry.sam(s.default_sam)
-        spec = JobSpec(
-            task=req.task,
-            model=model,
-            sam_model=s.default_sam if req.task == "segment" else "",
-            score_threshold=req.score_threshold,
-            concurrency=self.concurrency,
-        )
-        # The export's identity (class order, versions), fixed at submission like run.json.
-        doc = {"spec": asdict(spec), "meta": run_identity(self.rt, spec)}
-        return spec, doc
-
-    def _expand(self, req: JobRequest) -> JobRequest:
-        """A `source` (folder or manifest under an input root, as `prelabel annotate` reads
-        them) -> the same request with its items listed; the item paths are checked again by
-        `_validate`, so a manifest cannot point outside the roots."""
-        if req.paths is not None or req.texts is not None:
-            raise ValidationFailed("give one of 'items', 'texts' or 'source'")
-        assert req.source is not None
-        try:
-            items = enumerate_items(self._check_path(req.source))
-        except InputError as e:
-            raise ValidationFailed(f"source {req.source!r}: {e}") from e
-        kinds = {i.kind for i in items}
-        if len(kinds) > 1:
-            raise ValidationFailed(f"source {req.source!r} mixes images and texts")
-        if kinds == {"text"}:
-            return replace(req, source=None, texts=[i.text or "" for i in items])
-        paths = [i.url if i.url is not None else str(i.path) for i in items]
-        return replace(req, source=None, paths=paths)
-
-    def _check_path(self, raw: str) -> Path:
-        """`raw` resolved (symlinks, `..`), if it lies under an input root; else 422."""
-        return Path(PathChecker(self.roots).check(raw))
 
     def _launch(self, job_id: str) -> None:
         task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
@@ -358,16 +262,6 @@ class JobManager:
             await asyncio.to_thread(store.add_result, job_id, item.key, ok, payload, time.time())
         finally:
             self._sem.release()
-
-
-def _format(fmt: str, task: str) -> str:
-    """The catalogue's name for `fmt` (or its older alias) for `task`; 422 otherwise."""
-    try:
-        return canonical(fmt, task)
-    except ValueError:
-        raise ValidationFailed(
-            f"format {fmt!r} is not one of {formats_for(task)} for {task}"
-        ) from None
 
 
 def speed(row: JobRow, now: float) -> JobStatus:

@@ -21,7 +21,8 @@ from app.api.admission import caller_of
 from app.api.auth import principal_of
 from app.api.deps import json_response, runtime_of
 from app.api.inputs import StrictJsonRoute, body_cap, json_body_doc, read_json
-from app.batch.jobs import JobManager, JobRequest, JobStatus
+from app.batch.jobrequest import JobRequest
+from app.batch.jobs import JobManager, JobStatus
 from app.batch.jobstore import JobStore
 from app.errors import NotReady
 
