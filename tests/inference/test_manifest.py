@@ -15,9 +15,9 @@ import pytest
 
 from app.config import PROJECT_MODEL_DIR
 from app.errors import ModelMissing
-from app.inference import fetch as fetch_module
-from app.inference.fetch import FetchError, _extract, _read_members, fetch
+from app.inference import model_files as fetch_module
 from app.inference.manifest import Manifest, sha256_file
+from app.inference.model_files import FetchError, _extract, _read_members, fetch
 
 ONNX_BYTES = b"not really onnx, but bytes with a known hash"
 ONNX_SHA = hashlib.sha256(ONNX_BYTES).hexdigest()
