@@ -29,6 +29,9 @@ extras="$target"
 cache="${PRELABEL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prelabel-image}"
 store=(--root "$cache/storage" --runroot "$cache/runroot" --storage-driver vfs)
 mkdir -p "$cache"
+# One run at a time per cache: a second one waits (each removes the other's containers).
+exec 9>"$cache/lock"
+flock 9
 
 t_all=$SECONDS
 t_step=$SECONDS

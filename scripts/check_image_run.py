@@ -12,10 +12,10 @@ while removing its mount points and loses the exit status, so the check is the l
 Steps: the image holds the wheel of its target and no build or test extras (torch, onnx,
 pytest...); the server starts and the HEALTHCHECK command passes; a detect, a SAM embed and a
 click, and NER requests (spaCy and the PII model) answer with the expected content on
-real inputs (scikit-image's astronaut); SIGTERM drains it (exit 0, the drain log line); then the
-batch Jobs' commands, as `kubectl kustomize k8s/batch/...` renders them (tests/deploy), run in
-the image on six photographs, one process per shard index, and the merge. Each step prints its
-time. Exits non-zero on the first failure.
+real inputs (scikit-image's astronaut); SIGTERM with SAM embeds in flight drains it (they answer
+200, exit 0, the drain log lines); then the batch Jobs' commands, as `kubectl kustomize
+k8s/batch/...` renders them (tests/deploy), run in the image on six photographs, one process per
+shard index, and the merge. Each step prints its time. Exits non-zero on the first failure.
 
     .venv/bin/python scripts/check_image_run.py --image TAG --root STORAGE --runroot RUNROOT
 """
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from tests.deploy.manifests import container, find, rendered  # noqa: E402
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle_left", "camera", "page")
+DRAIN_PHOTOS = ("chelsea", "coffee", "motorcycle_left")
 # Build and test extras that the service image must not carry.
 FORBIDDEN = {"torch", "segment-anything", "onnx", "pytest", "mypy", "ruff", "scikit-image"}
 # Paths that exist only while a container runs (buildah's mounts), skipped by the listing.
@@ -236,16 +238,31 @@ def serve_and_query(b: Buildah, ctr: str, cfg: Config, data: Path, steps: Steps)
             check(r.status_code == 200, f"ner pii: {r.status_code} {r.text}")
             found = [s["text"] for s in r.json()["results"][0]["spans"]]
             check(any("jane.doe@example.com" in s for s in found), f"pii spans: {found}")
-        steps.done("detect, SAM embed + click, NER (spaCy, pii)", f"{len(labels)} boxes")
+            steps.done("detect, SAM embed + click, NER (spaCy, pii)", f"{len(labels)} boxes")
 
-        pid = in_container(proc.pid)
-        os.kill(pid, signal.SIGTERM)
-        rc = proc.wait(timeout=90)
+            # Drain: three SAM embeds at once (the encoder runs one image at a time, ~0.7 s
+            # each here); SIGTERM to the entrypoint's process as soon as the first answers, so
+            # the others are in flight; they must still answer 200, then the process exit 0.
+            def embed(name: str) -> httpx.Response:
+                data = (SKIMAGE_DATA / f"{name}.png").read_bytes()
+                return http.post("/v1/sam/embed", files={"file": (f"{name}.png", data)})
+
+            pid = in_container(proc.pid)
+            with ThreadPoolExecutor(len(DRAIN_PHOTOS)) as pool:
+                futures = [pool.submit(embed, name) for name in DRAIN_PHOTOS]
+                wait(futures, return_when=FIRST_COMPLETED)
+                os.kill(pid, signal.SIGTERM)
+                codes = [f.result().status_code for f in futures]
+            rc = proc.wait(timeout=90)
         log = log_path.read_text()
+        check(codes == [200] * len(DRAIN_PHOTOS), f"embeds across SIGTERM: {codes}")
         check(rc == 0, f"exit {rc} after SIGTERM: {log[-3000:]}")
+        busy = re.search(r"SIGTERM: draining .*?; (\d+) requests in flight", log)
+        in_flight = int(busy.group(1)) if busy else 0
+        check(in_flight >= 1, f"no in-flight request drained: {log[-3000:]}")
         check(re.search(r"drained: no request in flight", log), f"no drain line: {log[-3000:]}")
         check("shutdown complete" in log, f"no shutdown line: {log[-3000:]}")
-        steps.done("SIGTERM until exit 0", "drained")
+        steps.done("SIGTERM until exit 0", f"{in_flight} requests in flight drained, all 200")
         return log
     finally:
         if proc.poll() is None:
@@ -376,7 +393,7 @@ def main() -> int:
         print(f"image check FAILED: {e}", file=sys.stderr)
         return 1
     finally:
-        b("rm", ctr)
+        subprocess.run([*b.base, "rm", ctr], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
     print(f"image run: passed in {time.monotonic() - steps.t0:.0f} s")
     return 0
