@@ -25,6 +25,7 @@ from app.domain.keypoints import KeypointService
 from app.domain.labelstudio.choices import LsChoices
 from app.domain.labelstudio.events import EventLog
 from app.domain.labelstudio.fetch import TaskDataFetcher
+from app.domain.labelstudio.kinds import KindServices
 from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.predict import LabelStudioPredictor
 from app.domain.labelstudio.projects import LsOrigins, LsProjects
@@ -146,6 +147,7 @@ class Runtime:
             s.default_ner,
             s.ls_score_threshold,
             s.ls_label_aliases,
+            **self._ls_kinds(),
         )
         # Label Studio Choices and Labels learned from its annotations (the project store above).
         self.ls_learning = LsLearning(
@@ -157,7 +159,13 @@ class Runtime:
         self.ls_predictor = LabelStudioPredictor(
             self.ls_projects,
             self.ls_fetcher,
-            TaskPredictor(self.detection, self.segmentation, self.ner, ls_models),
+            TaskPredictor(
+                self.detection,
+                self.segmentation,
+                self.ner,
+                ls_models,
+                KindServices(self.ocr, self.keypoints, self.tokens),
+            ),
             self.segmentation,
             ls_models,
             s.ls_budget_s,
@@ -178,10 +186,21 @@ class Runtime:
     def _count_ls_failure(self, kind: str, reason: str) -> None:
         self.metrics.ls_background_failures.labels(kind, reason).inc()
 
+    def _ls_kinds(self) -> dict[str, str]:
+        """Label Studio's keypoint and OCR models (when loaded) and its POS model (the NER)."""
+        s = self.settings
+        return {
+            "keypoints": s.default_keypoints if s.default_keypoints in s.models else "",
+            "ocr": s.default_ocr if s.default_ocr in s.models else "",
+            "tokens": s.default_ner,
+        }
+
     def _models_version(self) -> str:
         """The default models and their versions: part of every Label Studio model_version."""
         s = self.settings
+        kinds = self._ls_kinds()
         names = [n for n in (s.default_detector, s.default_sam, s.default_ner) if n]
+        names += [n for n in (kinds["keypoints"], kinds["ocr"]) if n]
         return ",".join(f"{n}={self.manifest.get(n).version}" for n in names)
 
     async def start(self) -> None:

@@ -118,10 +118,12 @@ class LsChoices:
         learned: Learned,
         project: LsProject,
         lane: Lane,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], list[float | None]]:
         """`choices` results for `task`, one per target whose text the task has; `score` is the
-        chosen choices' best score (few-shot probability, zero-shot softmax score)."""
+        chosen choices' best score (few-shot probability, zero-shot softmax score). With them,
+        each result's uncertainty over all its choices (app/domain/uncertainty.py, margin)."""
         out: list[dict[str, Any]] = []
+        uncertain: list[float | None] = []
         for t in self.targets(config):
             if t.control.name not in learned.tags:
                 continue
@@ -149,7 +151,8 @@ class LsChoices:
                     "score": score,
                 }
             )
-        return out
+            uncertain.append(res.uncertainty)
+        return out, uncertain
 
     async def merge_spans(
         self,

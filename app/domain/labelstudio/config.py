@@ -2,14 +2,15 @@
 the mapping from a model's class names to the labels a control offers.
 
 Only what predictions need is read: control tags `RectangleLabels`, `BrushLabels`,
-`PolygonLabels`, `KeyPointLabels`, `Labels` and `Choices` (tag names case-insensitive, as Label
+`PolygonLabels`, `KeyPointLabels`, `Labels`, `Choices`, and for OCR `Rectangle`, `Polygon`
+and `TextArea` (tag names case-insensitive, as Label
 Studio reads them), each with `name` (a result's `from_name`), `toName` (its `to_name`,
 comma-separated when a control serves several objects), the object tags those name (`Image`,
 `Text`, ... with their `value`, such as "$image"), the `<Label>` (`<Choice>` for `Choices`)
 children, the `smart` / `smartOnly` flags, and for `Choices` `choice="multiple"` and
-`perRegion`. A `<Label>` or `<Choice>` belongs to its nearest enclosing control. Parsing is
-linear in the document and bounded (MAX_CONFIG_CHARS, MAX_ELEMENTS, MAX_DEPTH); `ConfigCache`
-keeps parsed configs.
+`perRegion` (also read on `TextArea`). A `<Label>` or `<Choice>` belongs to its nearest
+enclosing control. Parsing is linear in the document and bounded (MAX_CONFIG_CHARS,
+MAX_ELEMENTS, MAX_DEPTH); `ConfigCache` keeps parsed configs.
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ CONTROL_TAGS = {
         "KeyPointLabels",
         "Labels",
         "Choices",
+        "Rectangle",
+        "Polygon",
+        "TextArea",
     )
 }
+# Controls without labels (OCR regions and transcriptions): skipped, not refused, when they
+# lack name or toName (Prelabel only reads them to fill OCR configs).
+_OPTIONAL_TAGS = {"rectangle", "polygon", "textarea"}
 # Result `type` of each control: Label Studio writes the control's tag name, lower-cased.
 RESULT_TYPES = {t: t.lower() for t in CONTROL_TAGS.values()}
 _TRUE = {"true", "1", "yes"}
@@ -98,7 +105,7 @@ class ControlTag:
     smart: bool = False
     smart_only: bool = False
     multiple: bool = False  # Choices: choice="multiple" (several choices per task)
-    per_region: bool = False  # Choices: perRegion="true" (describes regions, not the object)
+    per_region: bool = False  # Choices, TextArea: perRegion="true" (describes regions)
 
     @property
     def result_type(self) -> str:
@@ -178,7 +185,12 @@ def parse_label_config(xml: str) -> LabelConfig:
             name = el.attrib["name"]
             objects.setdefault(name, ObjectTag(str(el.tag), name, el.attrib["value"]))
         stack.extend((child, depth + 1, owner) for child in reversed(_children(el)))
-    controls = tuple(_control(el, labels, objects) for el, labels in raw_controls)
+    controls = tuple(
+        _control(el, labels, objects)
+        for el, labels in raw_controls
+        if el.tag.lower() not in _OPTIONAL_TAGS
+        or (el.attrib.get("name") and el.attrib.get("toName", "").strip(", "))
+    )
     return LabelConfig(controls, tuple(objects.values()))
 
 

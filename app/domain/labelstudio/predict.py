@@ -6,7 +6,9 @@ prediction for each task done and an empty list for the rest (Label Studio reads
 as its list of predictions: an empty one stores nothing, logs nothing, and the task is asked for
 again next time; a dict without `result` makes it log an error per task), and the next call
 returns those at once. Results are kept per project, credentials (`LsAccess.fingerprint`),
-model version, task id and task data, so no other project or caller ever gets them.
+model version, task id and task data, so no other project or caller ever gets them. Each
+prediction's `score` is 1 - the task's uncertainty (ranking.py), what Label Studio's
+"Uncertainty sampling" and the Data Manager's prediction score sort by.
 
 Interactive (a smart keypoint or rectangle drawn in the editor): the regions in
 `params.context.result` (interactive.py) become one SAM prompt on the task image's cached
@@ -37,6 +39,7 @@ from app.domain.labelstudio.interactive import clicks, context_regions
 from app.domain.labelstudio.learning import LsLearning
 from app.domain.labelstudio.pending import PendingResults
 from app.domain.labelstudio.projects import LsAccess, LsProject, LsProjects
+from app.domain.labelstudio.ranking import task_score, task_uncertainty
 from app.domain.labelstudio.tasks import LsModels, TaskPredictor, task_data
 from app.domain.segmentation import SegmentationService
 from app.errors import BadInput, ValidationFailed
@@ -183,11 +186,15 @@ class LabelStudioPredictor:
         async def compute() -> Prediction:
             image = lambda key: self.image(task, key, project)  # noqa: E731
             results = await self.tasks.results(task, config, image, lane)
+            uncertain: list[float | None] = []
             if self.learning is not None and learned is not None and learned.tags:
                 served = self.learning.choices
                 results = await served.merge_spans(task, config, learned, project, lane, results)
-                results += await served.results(task, config, learned, project, lane)
-            return prediction(results, None, project.model_version)
+                chosen, uncertain = await served.results(task, config, learned, project, lane)
+                results += chosen
+            images, texts = self.tasks.looked_at(config)
+            score = task_score(task_uncertainty(results, images, texts, uncertain))
+            return prediction(results, score, project.model_version)
 
         return compute
 

@@ -1,6 +1,7 @@
 """One Label Studio task's pre-annotations, as Label Studio results: boxes for
 `RectangleLabels`, SAM masks on those boxes for `BrushLabels` / `PolygonLabels`, spans for
-`Labels` on a `Text`. Only labels the config offers are written (LabelMap)."""
+`Labels` on a `Text`; persons with keypoints, OCR lines and parts of speech (kinds.py). Only
+labels the config offers are written (LabelMap)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ from app.domain.formats.labelstudio import (
 )
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
 from app.domain.labelstudio.config import ControlTag, LabelConfig, LabelMap
+from app.domain.labelstudio.kinds import (
+    KindServices,
+    is_pos,
+    kind_results,
+    ocr_controls,
+    pose_controls,
+    without_replaced,
+)
 from app.domain.masks import decode
 from app.domain.ner import NerService
 from app.domain.prompts import Prompt
@@ -39,6 +48,9 @@ class LsModels:
     ner: str
     score_threshold: float = 0.35
     aliases: Mapping[str, str] | None = None  # model class -> config label (settings)
+    keypoints: str = ""  # MoveNet for non-smart KeyPointLabels (kinds.py)
+    ocr: str = ""  # PP-OCR for a perRegion TextArea on an Image
+    tokens: str = ""  # spaCy parts of speech for Labels of UPOS tags on a Text
 
 
 def task_data(task: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -54,11 +66,13 @@ class TaskPredictor:
         segmentation: SegmentationService,
         ner: NerService,
         models: LsModels,
+        kinds: KindServices | None = None,
     ) -> None:
         self.detection = detection
         self.segmentation = segmentation
         self.ner = ner
         self.models = models
+        self.kinds = kinds or KindServices()
 
     async def results(
         self, task: Mapping[str, Any], config: LabelConfig, image: ImageOf, lane: Lane
@@ -73,12 +87,25 @@ class TaskPredictor:
         for key, controls in by_key.items():
             if self.models.detector:
                 results += await self._image_results(await image(key), key, controls, lane)
-        for c in config.controls_for("Labels"):
-            if c.object is None or c.object.tag.lower() not in ("text", "hypertext"):
-                continue
-            if self.models.ner:
-                results += await self._text_results(task, c, lane)
-        return results
+        for c in self._ner_controls(config):
+            results += await self._text_results(task, c, lane)
+        extra, _ = await kind_results(
+            self.kinds, self.models, config, image, lambda c: self._text(task, c), lane
+        )
+        return [*without_replaced(results, extra), *extra]
+
+    def _ner_controls(self, config: LabelConfig) -> list[ControlTag]:
+        """Labels on a Text the NER answers (not those of UPOS tags when POS is on)."""
+        if not self.models.ner:
+            return []
+        pos = self.models.tokens and self.kinds.tokens is not None
+        return [
+            c
+            for c in config.controls_for("Labels")
+            if c.object is not None
+            and c.object.tag.lower() in ("text", "hypertext")
+            and not (pos and is_pos(c))
+        ]
 
     def looked_at(self, config: LabelConfig) -> tuple[list[str], list[str]]:
         """What `results` runs a model on for `config`: the image objects' names (the
@@ -88,14 +115,12 @@ class TaskPredictor:
             for c in (c for t in IMAGE_CONTROLS for c in config.controls_for(t, "Image")):
                 if c.to_name not in images:
                     images.append(c.to_name)
-        texts = [
-            c.name
-            for c in config.controls_for("Labels")
-            if self.models.ner
-            and c.object is not None
-            and c.object.tag.lower() in ("text", "hypertext")
-        ]
-        return images, texts
+        if self.kinds.keypoints is not None and self.models.keypoints:
+            images += [p.keypoints.to_name for p in pose_controls(config)]
+        if self.kinds.ocr is not None and self.models.ocr:
+            images += [o.text.to_name for o in ocr_controls(config)]
+        texts = [c.name for c in self._ner_controls(config)]
+        return list(dict.fromkeys(images)), texts
 
     async def _image_results(
         self, data: bytes, key: str, controls: list[ControlTag], lane: Lane
@@ -135,13 +160,18 @@ class TaskPredictor:
                 out += build(image, c.name, c.to_name, maps[c.name])
         return out
 
-    async def _text_results(
-        self, task: Mapping[str, Any], control: ControlTag, lane: Lane
-    ) -> list[dict[str, Any]]:
+    @staticmethod
+    def _text(task: Mapping[str, Any], control: ControlTag) -> str:
         assert control.object is not None
         text = task_data(task).get(control.object.data_key)
         if not isinstance(text, str):
             raise BadInput(f"task {task.get('id')} has no text in data.{control.object.data_key}")
+        return text
+
+    async def _text_results(
+        self, task: Mapping[str, Any], control: ControlTag, lane: Lane
+    ) -> list[dict[str, Any]]:
+        text = self._text(task, control)
         found = await self.ner.recognise([text], self.models.ner, lane=lane)
         record = TextRecord(
             text, tuple(SpanRecord(s.start, s.end, s.label, s.score) for s in found.spans[0])
