@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.formats.catalogue import described
+from app.geometry import BoxXYWH, BoxXYXY
 
 Priority = Literal["interactive", "bulk"]
 
@@ -61,9 +62,7 @@ class SegmentOptions(_In):
     model: str | None = None
     embedding_id: str | None = Field(default=None, description="From /v1/sam/embed.")
     points: list[PointIn] = Field(default_factory=list)
-    box: tuple[float, float, float, float] | None = Field(
-        default=None, description="[x1, y1, x2, y2] pixels."
-    )
+    box: BoxXYXY | None = Field(default=None, description="[x1, y1, x2, y2] pixels.")
     mask_id: str | None = Field(default=None, description="Refine this earlier mask.")
     polygons: bool = False
     priority: Priority = "interactive"
@@ -88,7 +87,7 @@ class NerRequest(_In):
 class DetectionOut(BaseModel):
     label: str
     score: float
-    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] pixels.")
+    box: BoxXYXY = Field(description="[x1, y1, x2, y2] pixels.")
     uncertainty: float | None = Field(
         default=None, description="1 - score (the adapters keep only the best class's score)."
     )
@@ -123,7 +122,7 @@ class RleOut(BaseModel):
 class MaskOut(BaseModel):
     mask_id: str = Field(description="Pass as mask_id to refine this mask.")
     rle: RleOut
-    bbox: tuple[float, float, float, float] = Field(description="COCO [x, y, w, h] pixels.")
+    bbox: BoxXYWH = Field(description="COCO [x, y, w, h] pixels.")
     area: int
     predicted_iou: float
     polygons: list[list[float]] | None = None
@@ -340,7 +339,7 @@ class KeypointOut(BaseModel):
 
 class PoseInstanceOut(BaseModel):
     label: str
-    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] pixels.")
+    box: BoxXYXY = Field(description="[x1, y1, x2, y2] pixels.")
     score: float
     keypoints: list[KeypointOut]
 

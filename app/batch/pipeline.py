@@ -27,6 +27,7 @@ from app.domain.detection import DetectParams
 from app.domain.prompts import Prompt
 from app.domain.segmentation import SegmentResult
 from app.errors import BadInput, Overloaded, PrelabelError
+from app.geometry import BoxXYXY
 from app.inference.batcher import Lane
 from app.runtime import Runtime
 
@@ -143,7 +144,7 @@ async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
 
     # segment: one SAM mask per detected box, labelled with the box's class. The first call
     # encodes the image; the others find its embedding in the cache (or await the same encode).
-    def mask_for(box: tuple[float, float, float, float]) -> Awaitable[SegmentResult]:
+    def mask_for(box: BoxXYXY) -> Awaitable[SegmentResult]:
         prompt = Prompt(box=box)
         return rt.segmentation.segment(prompt, spec.sam_model, image=data, lane=Lane.BULK)
 

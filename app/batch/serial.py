@@ -7,11 +7,10 @@ from typing import Any
 
 from app.domain import masks, uncertainty
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
+from app.geometry import BoxXYXY
 
 
-def object_json(
-    label: str, box: tuple[float, float, float, float], score: float | None, rle: Any = None
-) -> dict[str, Any]:
+def object_json(label: str, box: BoxXYXY, score: float | None, rle: Any = None) -> dict[str, Any]:
     obj: dict[str, Any] = {"label": label, "box": [float(v) for v in box], "score": score}
     obj["uncertainty"] = uncertainty.of_score(score)  # app/domain/uncertainty.py
     if rle is not None:

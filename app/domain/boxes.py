@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.geometry import BoxXYXY
 from app.inference.detectors import Candidates
 
 
@@ -17,7 +18,7 @@ class Detection:
 
     label: str
     score: float
-    box: tuple[float, float, float, float]
+    box: BoxXYXY
 
 
 def select(

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from app.domain.images import ImageLimits, decode_image
+from app.geometry import BoxXYXY
 from app.inference.batcher import Lane
 from app.inference.keypoints import KeypointItem
 from app.inference.registry import ModelRegistry
@@ -27,7 +28,7 @@ class PoseInstance:
     with its own score: a caller decides which are visible)."""
 
     label: str
-    box: tuple[float, float, float, float]
+    box: BoxXYXY
     score: float
     keypoints: tuple[Keypoint, ...]
 

@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from pycocotools import mask as coco_mask
 
+from app.geometry import BoxXYWH
+
 
 @dataclass(frozen=True)
 class EncodedMask:
@@ -16,7 +18,7 @@ class EncodedMask:
     bbox: [x, y, w, h] pixels (COCO convention); area: pixel count."""
 
     rle: dict[str, object]
-    bbox: tuple[float, float, float, float]
+    bbox: BoxXYWH
     area: int
 
 

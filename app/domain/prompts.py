@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.errors import ValidationFailed
+from app.geometry import BoxXYXY
 from app.inference.preprocess import F32
 
 
@@ -25,7 +26,7 @@ class Prompt:
     """Clicks and/or a box [x1, y1, x2, y2] (image pixels)."""
 
     points: tuple[Point, ...] = ()
-    box: tuple[float, float, float, float] | None = None
+    box: BoxXYXY | None = None
 
 
 def to_arrays(prompt: Prompt, width: int, height: int, max_points: int) -> tuple[F32, F32]:

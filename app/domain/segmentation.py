@@ -13,6 +13,7 @@ from app.domain.formats.records import ObjectRecord
 from app.domain.images import ImageLimits, decode_image
 from app.domain.prompts import Prompt, to_arrays
 from app.errors import NotFound, ValidationFailed
+from app.geometry import BoxXYWH
 from app.inference.batcher import Lane
 from app.inference.cache import TTLCache
 from app.inference.metrics import Metrics
@@ -37,7 +38,7 @@ class MaskResult:
 
     mask_id: str
     rle: dict[str, object]
-    bbox: tuple[float, float, float, float]
+    bbox: BoxXYWH
     area: int
     predicted_iou: float
     polygons: list[list[float]] | None

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from app.geometry import BoxXYXY
+
 F32 = npt.NDArray[np.float32]
 
 
@@ -35,7 +37,7 @@ class Instance:
     """One instance in image pixels: box [x1, y1, x2, y2], score, keypoints [K, 3] as
     (x, y, score)."""
 
-    box: tuple[float, float, float, float]
+    box: BoxXYXY
     score: float
     keypoints: F32
 

@@ -22,6 +22,7 @@ from pycocotools import mask as coco_mask
 
 from app.domain import masks
 from app.domain.formats.records import ImageRecord, ObjectRecord
+from app.geometry import BoxXYXY, xyxy_to_xywh
 
 Segmentation = Literal["rle", "polygon", "none"]
 
@@ -191,11 +192,10 @@ def _mask(image: ImageRecord, obj: ObjectRecord) -> npt.NDArray[np.bool_] | None
     return obj.mask
 
 
-def _xywh(box: tuple[float, float, float, float]) -> list[float]:
-    x1, y1, x2, y2 = box
-    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+def _xywh(box: BoxXYXY) -> list[float]:
+    return [float(v) for v in xyxy_to_xywh(box)]
 
 
-def _w_h_area(box: tuple[float, float, float, float]) -> float:
+def _w_h_area(box: BoxXYXY) -> float:
     x1, y1, x2, y2 = box
     return float((x2 - x1) * (y2 - y1))

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from app.domain.formats.labelstudio import pixels_to_percent, region_id
+from app.geometry import BoxXYXY
 
 
 class PointLike(Protocol):
@@ -39,7 +40,7 @@ class InstanceLike(Protocol):
     @property
     def label(self) -> str: ...
     @property
-    def box(self) -> tuple[float, float, float, float]: ...
+    def box(self) -> BoxXYXY: ...
     @property
     def score(self) -> float: ...
     @property

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from app.geometry import BoxXYXY
+
 
 @dataclass(frozen=True)
 class ObjectRecord:
@@ -18,7 +20,7 @@ class ObjectRecord:
     optional instance mask [H, W] bool at the image's size (None for box-only results)."""
 
     label: str
-    box: tuple[float, float, float, float]
+    box: BoxXYXY
     score: float | None = None
     # Not compared: numpy arrays have no single truth value; compare masks explicitly.
     mask: npt.NDArray[np.bool_] | None = field(default=None, compare=False)

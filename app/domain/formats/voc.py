@@ -26,6 +26,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from app.domain.formats.records import ImageRecord, ObjectRecord
+from app.geometry import BoxXYXY, PixelBoxXYXY
 
 # Control characters XML 1.0 forbids, plus CR: legal, but parsers turn it into LF, so it
 # would not survive a round trip.
@@ -82,9 +83,7 @@ def from_voc(xml: str) -> ImageRecord:
     )
 
 
-def _to_pixels(
-    box: tuple[float, float, float, float], width: int, height: int
-) -> tuple[int, int, int, int]:
+def _to_pixels(box: BoxXYXY, width: int, height: int) -> PixelBoxXYXY:
     x1, y1, x2, y2 = box
     xmin = min(max(math.floor(x1) + 1, 1), width)
     ymin = min(max(math.floor(y1) + 1, 1), height)
