@@ -7,7 +7,7 @@
 #
 # Offline (air-gapped) mode, no package index and no registry but the one holding your base:
 # the wheels come from wheelhouse/ and the model files from models/, both in the build context
-# (README "Deploying", "Build offline"; scripts/check_image.sh builds this way):
+# (docs/deploying.md, "Build offline"; scripts/check_image.sh builds this way):
 #
 #   bash scripts/setup.sh                               # models fetched into models/
 #   bash scripts/wheelhouse.sh cpu                      # wheels into wheelhouse/

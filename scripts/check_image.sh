@@ -5,7 +5,7 @@
 #   bash scripts/check_image.sh --gpu    # the gpu target: build it, list its ONNX Runtime providers
 #
 # No Docker engine and no registry here: buildah (vfs storage, chroot isolation) builds the
-# Dockerfile in its offline mode (README "Deploying", "Build offline") on a Debian bookworm base
+# Dockerfile in its offline mode (docs/deploying.md, "Build offline") on a Debian bookworm base
 # made with debootstrap, with the wheels of scripts/wheelhouse.sh and the model files of
 # `prelabel models fetch` in the context. Then scripts/check_image_run.py runs the image as its
 # own user with its own entrypoint, command, environment and working directory, read from the

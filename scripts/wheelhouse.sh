@@ -2,7 +2,7 @@
 # Fill wheelhouse/EXTRAS/ with a wheel for every pinned requirement of the project and of the
 # extras (their dependencies included), plus the build backend pyproject.toml names
 # (setuptools, wheel) that `pip install -e .` needs: what an offline image build installs from
-# (Dockerfile, PRELABEL_SOURCE=offline; README "Deploying", "Build offline").
+# (Dockerfile, PRELABEL_SOURCE=offline; docs/deploying.md, "Build offline").
 #
 #   bash scripts/wheelhouse.sh          # wheelhouse/cpu
 #   bash scripts/wheelhouse.sh gpu      # wheelhouse/gpu (onnxruntime-gpu with its CUDA wheels)

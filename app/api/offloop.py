@@ -13,7 +13,7 @@ run at all, waits for that call to end wherever it runs. What this module does a
 - base64 is decoded a slice at a time (`b64decode`), again releasing the GIL in between.
 
 What remains: the parse of a body the route does accept, which for the job API's largest
-(1,000,000 paths, 19 MB) is ~0.4 s of GIL on this VM (see README, Reliability).
+(1,000,000 paths, 19 MB) is ~0.4 s of GIL on this VM (see docs/operations.md, Reliability).
 """
 
 from __future__ import annotations

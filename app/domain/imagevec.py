@@ -4,7 +4,7 @@
 the image (the encoder input is the image scaled to 1024 on its longest side and zero-padded
 bottom/right, so the padding cells are left out), then L2-normalised: a [256] float32 unit
 vector. scripts/bench_active.py --images measures that it puts a photo's slightly cropped and
-brightened copy nearer than any other photo (see README, "What to label next").
+brightened copy nearer than any other photo (see docs/learning.md, "What to label next").
 """
 
 from __future__ import annotations

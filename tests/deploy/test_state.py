@@ -1,4 +1,4 @@
-"""Where the service's state lives in each rendering (README "Deploying", "State"): the
+"""Where the service's state lives in each rendering (docs/deploying.md, "State"): the
 replicated overlays read PRELABEL_STATE_DSN from the Secret prelabel-state (fail closed, never
 in the ConfigMap) and may reach PostgreSQL; overlays/single keeps PRELABEL_STATE_DB on a
 ReadWriteOnce claim, one replica, replaced with Recreate, no autoscaler."""

@@ -1,7 +1,7 @@
 """Fetching a Label Studio task's data the way Label Studio 1.23.2 stores it, with the project's
 credentials sent only to the project's Label Studio.
 
-What a task's `data` holds, per storage (read in Label Studio's source, see README):
+What a task's `data` holds, per storage (read in Label Studio's source, see docs/label-studio.md):
 - uploads: `/data/upload/<project>/<uuid>-<name>` (data_import/models.py, MEDIA_URL `/data/`);
 - Local Files: `/data/local-files/?d=<path>`, or `<HOST>/data/local-files/?d=<path>` when Label
   Studio's HOST is set (io_storages/localfiles/models.py);
