@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from app.domain.formats.conllu import pos_label_results
 from app.domain.formats.keypoints import keypoint_results
@@ -32,8 +32,20 @@ from app.domain.ocr import OcrService
 from app.domain.tokens import TokenService
 from app.inference.batcher import Lane
 
-if TYPE_CHECKING:
-    from app.domain.labelstudio.tasks import LsModels
+
+class KindModels(Protocol):
+    """What `kind_results` reads of `tasks.LsModels`, named by shape: tasks.py imports this
+    module, so importing LsModels back would be a cycle (.importlinter)."""
+
+    @property
+    def keypoints(self) -> str: ...
+    @property
+    def ocr(self) -> str: ...
+    @property
+    def tokens(self) -> str: ...
+    @property
+    def aliases(self) -> Mapping[str, str] | None: ...
+
 
 UPOS = frozenset(
     {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN"}
@@ -183,7 +195,7 @@ ImageOf = Callable[[str], Awaitable[bytes]]
 
 async def kind_results(
     services: KindServices,
-    models: LsModels,
+    models: KindModels,
     config: LabelConfig,
     image: ImageOf,
     text_of: Callable[[ControlTag], str],
