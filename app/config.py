@@ -257,7 +257,27 @@ class Settings(BaseSettings):
     )
 
     jobs_db: Path | None = Field(
-        default=None, description="SQLite file of the job API (/v1/jobs); unset disables it."
+        default=None,
+        description="SQLite file of the job API (/v1/jobs); setting it turns the job API on "
+        "(unless PRELABEL_JOBS_ENABLED=false). With PRELABEL_STATE_DSN the jobs live in "
+        "PostgreSQL instead and this file is not used.",
+    )
+    jobs_enabled: bool | None = Field(
+        default=None,
+        description="The job API on or off; unset: on exactly when PRELABEL_JOBS_DB is set. "
+        "On with PRELABEL_STATE_DSN: jobs in PostgreSQL, shared by the replicas.",
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A replica's hold on a running job; a replica that dies leaves a lease "
+        "that another replica takes over this long after its last renewal.",
+    )
+    job_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a replica renews its leases, notices cancels made elsewhere "
+        "and claims jobs nobody holds (at most a third of PRELABEL_JOB_LEASE_S).",
     )
     job_input_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -334,6 +354,14 @@ class Settings(BaseSettings):
     @classmethod
     def _url_networks(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_network(n.strip(), strict=False)) for n in value if n.strip()]
+
+    @model_validator(mode="after")
+    def _jobs_have_a_store(self) -> Settings:
+        if self.jobs_enabled and self.jobs_db is None and self.state_dsn is None:
+            raise ValueError("PRELABEL_JOBS_ENABLED needs PRELABEL_JOBS_DB or PRELABEL_STATE_DSN")
+        if self.job_poll_s * 3 > self.job_lease_s:
+            raise ValueError("PRELABEL_JOB_POLL_S must be at most a third of PRELABEL_JOB_LEASE_S")
+        return self
 
     @model_validator(mode="after")
     def _defaults_are_loaded(self) -> Settings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -40,11 +41,17 @@ from app.runtime import Runtime
 
 
 def build_jobs(rt: Runtime) -> JobManager | None:
-    """The service's job manager on `rt`, or None when `PRELABEL_JOBS_DB` is unset (jobs off)."""
+    """The service's job manager on `rt`, or None when jobs are off: `PRELABEL_JOBS_ENABLED`
+    decides, unset meaning "on when `PRELABEL_JOBS_DB` is set" (a DSN alone does not turn jobs
+    on). The store is PostgreSQL at `PRELABEL_STATE_DSN` when set, else SQLite at
+    `PRELABEL_JOBS_DB`."""
     s = rt.settings
-    if s.jobs_db is None:
+    on = s.jobs_enabled if s.jobs_enabled is not None else s.jobs_db is not None
+    if not on:
         return None
-    return JobManager(rt, s.jobs_db, s.job_input_roots, s.job_concurrency)
+    dsn = s.state_dsn.get_secret_value() if s.state_dsn is not None else None
+    db = s.jobs_db if s.jobs_db is not None else Path("jobs.db")  # unused with a DSN
+    return JobManager(rt, db, s.job_input_roots, s.job_concurrency, dsn=dsn)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

@@ -10,7 +10,13 @@ thread-safe. Times are Unix seconds; payloads are JSON text. Guarantees both kee
   the same transaction; after `close` it returns False instead of raising;
 - `finish` and `mark_running` change only an unfinished (queued/running) job;
 - `results` pages in key byte order (keyset: `after` = the last key seen);
-- `add_items` is all or nothing per chunk and raises `DuplicateKey` on a repeated key.
+- `add_items` is all or nothing per chunk and raises `DuplicateKey` on a repeated key;
+- `create` with `caps` checks the unfinished-job caps and inserts in one step (`CapReached`),
+  across replicas on PostgreSQL;
+- leases: `claim` succeeds for at most one runner at a time (unless the holder's lease has
+  expired), `renew` is False once the job ended or the lease went to another runner, and
+  `claimable` lists unfinished jobs with no live lease. SQLite clears leases at open (one
+  process at a time on its file).
 """
 
 from __future__ import annotations
@@ -35,7 +41,17 @@ class JobBackend(Protocol):
         now: float,
         owner: str | None = None,
         caller: str | None = None,
+        caps: tuple[int, int] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> None: ...
+
+    def claim(self, job_id: str, runner: str, now: float, lease_s: float) -> bool: ...
+
+    def renew(self, job_id: str, runner: str, now: float, lease_s: float) -> bool: ...
+
+    def release(self, job_id: str, runner: str) -> None: ...
+
+    def claimable(self, now: float) -> list[str]: ...
 
     def active(self, caller: str | None = None) -> int: ...
 
@@ -49,7 +65,14 @@ class JobBackend(Protocol):
 
     def mark_running(self, job_id: str, now: float) -> bool: ...
 
-    def finish(self, job_id: str, state: str, now: float, error: str | None = None) -> bool: ...
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        now: float,
+        error: str | None = None,
+        runner: str | None = None,
+    ) -> bool: ...
 
     def add_result(self, job_id: str, key: str, ok: bool, payload: str, now: float) -> bool: ...
 

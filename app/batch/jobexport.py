@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from app.batch.export import export
-from app.batch.jobstore import JobStore
+from app.batch.jobbackend import JobBackend
 
 
 def package(
-    store: JobStore, job_id: str, task: str, fmt: str, meta: dict[str, Any]
+    store: JobBackend, job_id: str, task: str, fmt: str, meta: dict[str, Any]
 ) -> tuple[str, bytes, str]:
     """(file name, bytes, media type) of job `job_id` exported as `fmt` (a catalogue name),
     `meta` being the identity stored at submission (class order, model versions). A format that

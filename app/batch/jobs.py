@@ -1,5 +1,14 @@
 """The service's batch jobs: submitted over HTTP, run on the shared runtime's bulk lane, and
-persisted in SQLite (`jobstore.py`) item by item, so a restart resumes where it stopped.
+persisted item by item in the job store (`jobbackend.open_job_store`: SQLite at
+`PRELABEL_JOBS_DB`, or PostgreSQL at `PRELABEL_STATE_DSN`), so a restart resumes where it stopped.
+
+Several replicas on one PostgreSQL database: a replica runs a job only while it holds the job's
+lease (its `runner` id, `PRELABEL_JOB_LEASE_S` ahead). The submitting replica holds it from
+creation; a watcher task renews the leases of this replica's jobs every `PRELABEL_JOB_POLL_S`,
+stops a job whose renewal fails (cancelled on any replica, or its lease lost), and claims the
+jobs nobody holds (a dead replica's expired lease, a clean stop's released one). An item that
+was in flight on a replica that died is computed again by the next one; its result is recorded
+once (the store's exactly-once `add_result`).
 
 Each job is one asyncio task that feeds its items through `pipeline.process` (the CLI's
 per-item function) under one semaphore shared by all jobs (`job_concurrency` items in flight
@@ -24,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -33,9 +44,10 @@ from pathlib import Path
 from app.batch import jobitems
 from app.batch.export import formats_for
 from app.batch.inputs import Item
+from app.batch.jobbackend import JobBackend, open_job_store
 from app.batch.jobexport import package
 from app.batch.jobrequest import JobRequest, expand, job_format, job_spec
-from app.batch.jobstore import JobRow, JobStore
+from app.batch.jobstore import CapReached, JobRow
 from app.batch.pipeline import JobSpec, in_process, outcome
 from app.domain.apikeys import Principal
 from app.errors import NotFound, PrelabelError, ValidationFailed
@@ -62,36 +74,55 @@ class JobStatus:
 
 
 class JobManager:
-    def __init__(self, rt: Runtime, db_path: Path, input_roots: Sequence[str], concurrency: int):
+    """Jobs in the SQLite file `db_path`, or in PostgreSQL at `dsn` when given."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        db_path: Path,
+        input_roots: Sequence[str],
+        concurrency: int,
+        dsn: str | None = None,
+    ):
         self.rt = rt
         self.db_path = db_path
+        self.dsn = dsn
         self.roots = [Path(r).expanduser().resolve() for r in input_roots]
         self.concurrency = concurrency
-        self._store: JobStore | None = None
+        self.runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = rt.settings.job_lease_s
+        self.poll_s = rt.settings.job_poll_s
+        self.release_on_stop = True  # False: leave the leases as a killed process would
+        self._store: JobBackend | None = None
         self._sem = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._admit = asyncio.Lock()  # the cap check and the job's creation, as one step
+        self._claimed: set[str] = set()  # jobs whose lease this replica holds
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def started(self) -> bool:
         return self._store is not None
 
     @property
-    def store(self) -> JobStore:
+    def store(self) -> JobBackend:
         if self._store is None:
             raise RuntimeError("the job manager is not started")
         return self._store
 
     async def start(self) -> None:
-        """Open the database and resume every queued or running job."""
-        self._store = await asyncio.to_thread(JobStore, self.db_path)
-        for job_id in await asyncio.to_thread(self.store.unfinished):
-            log.info("resuming job %s", job_id)
-            self._launch(job_id)
+        """Open the store, resume every job nobody holds, and start the lease watcher."""
+        self._store = await asyncio.to_thread(open_job_store, self.db_path, self.dsn)
+        await self._claim_free()
+        self._watcher = asyncio.create_task(self._watch(), name="job-leases")
 
     async def stop(self) -> None:
         """Cancel the running jobs (their finished items are already stored; they stay
-        `running` in the database and resume on the next start), then close the store."""
+        `running` in the database, their leases released, and resume on the next start or on
+        another replica), then close the store."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -105,7 +136,8 @@ class JobManager:
     async def submit(self, req: JobRequest) -> str:
         """Check and store the job, then start it. The items are checked and written on a
         worker thread, a chunk at a time; the caps are checked before that (cheap refusal)
-        and again, with the job's creation, under one lock (no two submissions both pass)."""
+        and again by the store in the job's creation (one transaction, across replicas on
+        PostgreSQL: no two submissions both take the last place)."""
         await self._check_caps(req.caller)
         if req.source is not None:
             req = await asyncio.to_thread(expand, req, self.roots)
@@ -123,8 +155,9 @@ class JobManager:
                 self.roots,
                 self.rt.url_fetcher.policy,
             )
-            async with self._admit:
-                await self._check_caps(req.caller)
+            s = self.rt.settings
+            now = time.time()
+            try:
                 await asyncio.to_thread(
                     self.store.create,
                     job_id,
@@ -133,10 +166,14 @@ class JobManager:
                     req.format,
                     total,
                     json.dumps(doc),
-                    time.time(),
+                    now,
                     req.owner,
                     req.caller,
+                    (s.max_active_jobs, s.max_active_jobs_per_key),
+                    (self.runner, now + self.lease_s),
                 )
+            except CapReached as e:
+                raise self._too_many(e.scope, e.count) from None
         except BaseException:
             await asyncio.to_thread(self.store.delete_items, job_id)
             raise
@@ -144,21 +181,26 @@ class JobManager:
         return job_id
 
     async def _check_caps(self, caller: str | None) -> None:
+        """The caps, counted in the store (all replicas' jobs)."""
         s = self.rt.settings
-        if await asyncio.to_thread(self.store.active) >= s.max_active_jobs:
-            raise TooManyJobs(
-                f"{s.max_active_jobs} jobs are queued or running, the limit; retry later",
-                headers={"Retry-After": "60"},
-            )
+        total = await asyncio.to_thread(self.store.active)
+        if total >= s.max_active_jobs:
+            raise self._too_many("total", total)
         if caller is None:  # not from HTTP (tests, tools): only the total applies
             return
         mine = await asyncio.to_thread(self.store.active, caller)
         if mine >= s.max_active_jobs_per_key:
-            raise TooManyJobs(
-                f"you have {mine} jobs queued or running, the limit per caller; wait for one "
-                "to end or cancel one",
-                headers={"Retry-After": "60"},
+            raise self._too_many("caller", mine)
+
+    def _too_many(self, scope: str, count: int) -> TooManyJobs:
+        if scope == "total":
+            msg = f"{count} jobs are queued or running, the limit; retry later"
+        else:
+            msg = (
+                f"you have {count} jobs queued or running, the limit per caller; wait for one "
+                "to end or cancel one"
             )
+        return TooManyJobs(msg, headers={"Retry-After": "60"})
 
     async def status(self, job_id: str, who: Principal | None = None) -> JobStatus:
         """A job `who` may see: their own, or any for an admin or with authentication off.
@@ -212,8 +254,11 @@ class JobManager:
     async def _run(self, job_id: str) -> None:
         store = self.store
         raw = await asyncio.to_thread(store.spec_json, job_id)
-        if raw is None or not await asyncio.to_thread(store.mark_running, job_id, time.time()):
-            return
+        if raw is None or not await asyncio.to_thread(
+            store.claim, job_id, self.runner, time.time(), self.lease_s
+        ):
+            return  # ended, or another replica holds it
+        self._claimed.add(job_id)
         try:
             doc = json.loads(raw)
             spec = JobSpec(**doc["spec"])
@@ -221,12 +266,46 @@ class JobManager:
                 await asyncio.to_thread(jobitems.migrate, store, job_id, doc, self.roots)
             await self._run_items(job_id, spec, self._pending(job_id))
         except asyncio.CancelledError:
-            raise  # cancel() or shutdown: the state is already right
+            # cancel(), the watcher (cancelled elsewhere, lease lost) or shutdown: the state is
+            # already right; a clean stop lets go of the lease so another replica resumes now.
+            if self.release_on_stop:
+                await asyncio.to_thread(store.release, job_id, self.runner)
+            raise
         except Exception as e:
             log.exception("job %s failed", job_id)
-            await asyncio.to_thread(store.finish, job_id, "failed", time.time(), repr(e))
+            await asyncio.to_thread(
+                store.finish, job_id, "failed", time.time(), repr(e), self.runner
+            )
             return
-        await asyncio.to_thread(store.finish, job_id, "done", time.time())
+        finally:
+            self._claimed.discard(job_id)
+        await asyncio.to_thread(store.finish, job_id, "done", time.time(), None, self.runner)
+
+    async def _claim_free(self) -> None:
+        """Launch every unfinished job that no replica holds a live lease on."""
+        for job_id in await asyncio.to_thread(self.store.claimable, time.time()):
+            if job_id not in self._tasks:
+                log.info("resuming job %s", job_id)
+                self._launch(job_id)
+
+    async def _watch(self) -> None:
+        """Every `poll_s`: renew this replica's leases, stop the jobs whose renewal fails, and
+        claim the jobs nobody holds. A store error (database unreachable) is logged and retried
+        on the next round; leases that expire meanwhile go to whichever replica claims first."""
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                for job_id in list(self._claimed):
+                    ours = await asyncio.to_thread(
+                        self.store.renew, job_id, self.runner, time.time(), self.lease_s
+                    )
+                    if not ours and job_id in self._claimed:
+                        log.info("job %s: cancelled or taken over elsewhere; stopping", job_id)
+                        if (task := self._tasks.get(job_id)) is not None:
+                            task.cancel()
+                await self._claim_free()
+            except Exception:
+                log.exception("job lease round failed")
 
     async def _pending(self, job_id: str) -> AsyncIterator[Item]:
         """The job's unfinished items in order, read and checked a chunk at a time on a worker

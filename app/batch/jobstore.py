@@ -10,6 +10,10 @@ the submission is checked and read back in chunks when the job (re)starts, so ne
 whole list in one piece; `spec_json` keeps only the job's settings and export identity (jobs
 from before kept their items there too, and are moved to `items` on their next start).
 
+Leases (`claim`, `renew`, `release`, `claimable`): the same interface as PostgreSQL's, where
+several replicas share the jobs. A SQLite file has one process at a time, so every lease found
+at open belonged to a process that is gone and is cleared there.
+
 One connection, serialised by a lock; callers on the event loop go through `asyncio.to_thread`.
 WAL with synchronous=NORMAL: a commit is durable against a process crash (kill -9) without an
 fsync per item; a power loss may lose the last few items, which a resume recomputes.
@@ -100,6 +104,15 @@ class DuplicateKey(ValueError):
     """An item key given twice in one job."""
 
 
+class CapReached(ValueError):
+    """`create` refused: `count` unfinished jobs (`scope` "total" or "caller") is the cap."""
+
+    def __init__(self, scope: str, count: int) -> None:
+        super().__init__(f"{count} unfinished jobs ({scope})")
+        self.scope = scope
+        self.count = count
+
+
 @dataclass(frozen=True)
 class ResultRow:
     key: str
@@ -124,6 +137,11 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
         if "caller" not in columns:  # a database from before the per-caller job cap
             self._db.execute("ALTER TABLE jobs ADD COLUMN caller TEXT")
+        if "runner" not in columns:  # a database from before leases
+            self._db.execute("ALTER TABLE jobs ADD COLUMN runner TEXT")
+            self._db.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
+        # One process at a time on a SQLite file: every lease here is a dead process's.
+        self._db.execute("UPDATE jobs SET runner = NULL, lease_until = NULL")
         # Items of a submission that never became a job (the process died while checking it).
         self._db.execute("DELETE FROM items WHERE job_id NOT IN (SELECT id FROM jobs)")
 
@@ -149,13 +167,86 @@ class JobStore:
         now: float,
         owner: str | None = None,
         caller: str | None = None,
+        caps: tuple[int, int] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> None:
+        """A new queued job. `caps` = (most unfinished jobs in all, most per `caller`): checked
+        in the same transaction as the insert (`CapReached`); `lease` = (runner, until): the
+        submitting replica holds it from the start, so no other replica claims it first."""
+        lease_row = lease if lease is not None else (None, None)
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if caps is not None:
+                    _check_caps(db, caps, caller)
+                db.execute(
+                    "INSERT INTO jobs (id, state, task, model, format, created, updated, total, "
+                    "spec_json, owner, caller, runner, lease_until) "
+                    "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        task,
+                        model,
+                        fmt,
+                        now,
+                        now,
+                        total,
+                        spec_json,
+                        owner,
+                        caller,
+                        *lease_row,
+                    ),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def claim(self, job_id: str, runner: str, now: float, lease_s: float) -> bool:
+        """Take (or keep) an unfinished job for `runner` until now + lease_s, if nobody else
+        holds a live lease on it; it becomes `running` with its rate clock restarted."""
+        with self._lock:
+            cur = self._conn().execute(
+                "UPDATE jobs SET state = 'running', started = ?, started_count = done + failed, "
+                "updated = ?, runner = ?, lease_until = ? WHERE id = ? "
+                "AND state IN ('queued', 'running') "
+                "AND (runner IS NULL OR runner = ? OR lease_until < ?)",
+                (now, now, runner, now + lease_s, job_id, runner, now),
+            )
+            return cur.rowcount == 1
+
+    def renew(self, job_id: str, runner: str, now: float, lease_s: float) -> bool:
+        """Extend `runner`'s lease; False if the job ended (cancelled) or the lease is lost."""
+        with self._lock:
+            cur = self._conn().execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND runner = ? "
+                "AND state IN ('queued', 'running')",
+                (now + lease_s, job_id, runner),
+            )
+            return cur.rowcount == 1
+
+    def release(self, job_id: str, runner: str) -> None:
+        """Give up `runner`'s lease (a clean stop: another replica may claim at once)."""
         with self._lock:
             self._conn().execute(
-                "INSERT INTO jobs (id, state, task, model, format, created, updated, total, "
-                "spec_json, owner, caller) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, task, model, fmt, now, now, total, spec_json, owner, caller),
+                "UPDATE jobs SET runner = NULL, lease_until = NULL WHERE id = ? AND runner = ?",
+                (job_id, runner),
             )
+
+    def claimable(self, now: float) -> list[str]:
+        """Unfinished jobs nobody holds a live lease on, oldest first."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id FROM jobs WHERE state IN ('queued', 'running') "
+                    "AND (runner IS NULL OR lease_until < ?) ORDER BY created, id",
+                    (now,),
+                )
+                .fetchall()
+            )
+        return [str(r[0]) for r in rows]
 
     def active(self, caller: str | None = None) -> int:
         """Queued and running jobs (only `caller`'s, if given)."""
@@ -228,15 +319,24 @@ class JobStore:
             )
             return cur.rowcount == 1
 
-    def finish(self, job_id: str, state: str, now: float, error: str | None = None) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        now: float,
+        error: str | None = None,
+        runner: str | None = None,
+    ) -> bool:
         """An unfinished job -> `state` (done, failed, cancelled). False if it had already ended,
-        so a cancel and a natural finish never overwrite each other."""
+        so a cancel and a natural finish never overwrite each other; with `runner`, also False
+        unless that runner holds the job's lease."""
         assert state in STATES and state not in UNFINISHED
+        mine, args = ("AND runner = ?", (runner,)) if runner is not None else ("", ())
         with self._lock:
             cur = self._conn().execute(
                 "UPDATE jobs SET state = ?, updated = ?, error = ? "
-                "WHERE id = ? AND state IN ('queued', 'running')",
-                (state, now, error, job_id),
+                f"WHERE id = ? AND state IN ('queued', 'running') {mine}",
+                (state, now, error, job_id, *args),
             )
             return cur.rowcount == 1
 
@@ -342,3 +442,14 @@ class JobStore:
                 .fetchone()
             )
         return int(row[0])
+
+
+def _check_caps(db: sqlite3.Connection, caps: tuple[int, int], caller: str | None) -> None:
+    unfinished = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+    (total,) = db.execute(unfinished).fetchone()
+    if total >= caps[0]:
+        raise CapReached("total", int(total))
+    if caller is not None:
+        (mine,) = db.execute(unfinished + " AND caller = ?", (caller,)).fetchone()
+        if mine >= caps[1]:
+            raise CapReached("caller", int(mine))

@@ -8,6 +8,13 @@ recorded and counted exactly once. Keys and ids are `COLLATE "C"`: byte order, t
 pages results in, whatever the database's locale. Item texts are stored as UTF-8 `bytea`
 (PostgreSQL's `text` cannot hold NUL, a JSON string can).
 
+Leases: a replica runs a job only while it holds the job's lease (`runner`, `lease_until`),
+taken by a conditional UPDATE (`claim`: PostgreSQL re-checks the WHERE clause on the row it
+locks, so of two replicas claiming at once exactly one gets rowcount 1), renewed while it runs,
+released on a clean stop; a dead replica's lease expires and another claims the job. Caps are
+checked in `create` under a transaction-scoped advisory lock, so two replicas admitting at once
+cannot both take the last place. Times are the replicas' clocks (keep them in NTP step).
+
 Items of a submission that never became a job are dropped at open only once older than
 `orphan_age_s`: on a shared database another replica may be checking its submission right now.
 
@@ -23,7 +30,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.batch.jobstore import STATES, UNFINISHED, DuplicateKey, ItemRow, JobRow, ResultRow
+from app.batch.jobstore import (
+    STATES,
+    UNFINISHED,
+    CapReached,
+    DuplicateKey,
+    ItemRow,
+    JobRow,
+    ResultRow,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS prelabel_jobs (
@@ -44,6 +59,8 @@ CREATE TABLE IF NOT EXISTS prelabel_jobs (
     owner TEXT,
     caller TEXT
 );
+ALTER TABLE prelabel_jobs ADD COLUMN IF NOT EXISTS runner TEXT;
+ALTER TABLE prelabel_jobs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS prelabel_jobs_state ON prelabel_jobs (state);
 CREATE TABLE IF NOT EXISTS prelabel_job_items (
     job_id TEXT COLLATE "C" NOT NULL,
@@ -126,14 +143,86 @@ class PostgresJobStore:
         now: float,
         owner: str | None = None,
         caller: str | None = None,
+        caps: tuple[int, int] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> None:
+        """A new queued job; `caps` and `lease` as in SQLite's `JobStore.create`."""
+        runner, until = lease if lease is not None else (None, None)
         with self._tx() as cur:
+            if caps is not None:
+                cur.execute("SELECT pg_advisory_xact_lock(471102)")  # admissions, one at a time
+                unfinished = (
+                    "SELECT COUNT(*) FROM prelabel_jobs WHERE state IN ('queued', 'running')"
+                )
+                cur.execute(unfinished)
+                (count,) = cur.fetchone()
+                if count >= caps[0]:
+                    raise CapReached("total", int(count))
+                if caller is not None:
+                    cur.execute(unfinished + " AND caller = %s", (caller,))
+                    (count,) = cur.fetchone()
+                    if count >= caps[1]:
+                        raise CapReached("caller", int(count))
             cur.execute(
                 "INSERT INTO prelabel_jobs (id, state, task, model, format, created, updated, "
-                "total, spec_json, owner, caller) "
-                "VALUES (%s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (job_id, task, model, fmt, now, now, total, spec_json, owner, caller),
+                "total, spec_json, owner, caller, runner, lease_until) "
+                "VALUES (%s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    job_id,
+                    task,
+                    model,
+                    fmt,
+                    now,
+                    now,
+                    total,
+                    spec_json,
+                    owner,
+                    caller,
+                    runner,
+                    until,
+                ),
             )
+
+    def claim(self, job_id: str, runner: str, now: float, lease_s: float) -> bool:
+        """Take (or keep) an unfinished job for `runner` unless another holds a live lease."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE prelabel_jobs SET state = 'running', started = %s, "
+                "started_count = done + failed, updated = %s, runner = %s, lease_until = %s "
+                "WHERE id = %s AND state IN ('queued', 'running') "
+                "AND (runner IS NULL OR runner = %s OR lease_until < %s)",
+                (now, now, runner, now + lease_s, job_id, runner, now),
+            )
+            return bool(cur.rowcount == 1)
+
+    def renew(self, job_id: str, runner: str, now: float, lease_s: float) -> bool:
+        """Extend `runner`'s lease; False if the job ended (cancelled) or the lease is lost."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE prelabel_jobs SET lease_until = %s WHERE id = %s AND runner = %s "
+                "AND state IN ('queued', 'running')",
+                (now + lease_s, job_id, runner),
+            )
+            return bool(cur.rowcount == 1)
+
+    def release(self, job_id: str, runner: str) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE prelabel_jobs SET runner = NULL, lease_until = NULL "
+                "WHERE id = %s AND runner = %s",
+                (job_id, runner),
+            )
+
+    def claimable(self, now: float) -> list[str]:
+        """Unfinished jobs nobody holds a live lease on, oldest first."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT id FROM prelabel_jobs WHERE state IN ('queued', 'running') "
+                "AND (runner IS NULL OR lease_until < %s) ORDER BY created, id",
+                (now,),
+            )
+            rows = cur.fetchall()
+        return [str(r[0]) for r in rows]
 
     def active(self, caller: str | None = None) -> int:
         """Queued and running jobs (only `caller`'s, if given)."""
@@ -194,15 +283,23 @@ class PostgresJobStore:
             )
             return bool(cur.rowcount == 1)
 
-    def finish(self, job_id: str, state: str, now: float, error: str | None = None) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        now: float,
+        error: str | None = None,
+        runner: str | None = None,
+    ) -> bool:
         """An unfinished job -> `state` (done, failed, cancelled). False if it had already
-        ended."""
+        ended, or, with `runner`, if that runner does not hold its lease."""
         assert state in STATES and state not in UNFINISHED
+        mine, args = ("AND runner = %s", (runner,)) if runner is not None else ("", ())
         with self._tx() as cur:
             cur.execute(
                 "UPDATE prelabel_jobs SET state = %s, updated = %s, error = %s "
-                "WHERE id = %s AND state IN ('queued', 'running')",
-                (state, now, error, job_id),
+                f"WHERE id = %s AND state IN ('queued', 'running') {mine}",
+                (state, now, error, job_id, *args),
             )
             return bool(cur.rowcount == 1)
 

@@ -297,7 +297,7 @@ def test_jobs_disabled_without_a_database() -> None:
     app = create_app(Settings(models=["nanodet-g"], default_sam="", default_ner=""))
     r = TestClient(app, raise_server_exceptions=False).get("/v1/jobs")  # no lifespan: no models
     assert r.status_code == 503
-    assert r.json()["error"]["message"] == "jobs are disabled: set PRELABEL_JOBS_DB"
+    assert r.json()["error"]["message"] == "jobs are disabled: set PRELABEL_JOBS_DB or PRELABEL_JOBS_ENABLED"
 
 
 def test_unfinished_jobs_are_capped_per_key_and_in_all(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from app.batch.jobbackend import JobBackend, open_job_store
 from app.batch.jobs import speed
-from app.batch.jobstore import DuplicateKey, ItemRow, JobStore
+from app.batch.jobstore import CapReached, DuplicateKey, ItemRow, JobStore
 from app.batch.jobstore_pg import PostgresJobStore
 from tests.postgres_server import postgres_server
 
@@ -218,4 +219,69 @@ def test_two_replicas_share_one_postgres_job_store(pg_dsn: str) -> None:
 def test_sqlite_without_dsn(tmp_path: Path) -> None:
     store = open_job_store(tmp_path / "jobs.db")
     assert isinstance(store, JobStore)
+    store.close()
+
+
+def test_a_lease_is_held_by_one_runner_until_it_expires_or_is_released(opener: Opener) -> None:
+    store = opener()
+    store.create("j", "ner", "pii", None, 1, "{}", 1.0, lease=("a", 31.0))
+    assert store.claimable(now=10.0) == []  # held by its submitter from the start
+    assert not store.claim("j", "b", now=10.0, lease_s=30.0)
+    assert store.claim("j", "a", now=10.0, lease_s=30.0)  # the holder keeps it
+    assert store.renew("j", "a", now=20.0, lease_s=30.0)  # now until 50
+    assert not store.renew("j", "b", now=20.0, lease_s=30.0)
+    assert store.claimable(now=49.0) == [] and store.claimable(now=51.0) == ["j"]
+    assert store.claim("j", "b", now=51.0, lease_s=30.0)  # a's lease expired: b takes over
+    assert not store.renew("j", "a", now=52.0, lease_s=30.0)  # a notices it lost the job
+    assert not store.finish("j", "done", 52.0, runner="a")  # and cannot end it
+    store.release("j", "a")  # not a's to release: no change
+    assert not store.claim("j", "c", now=53.0, lease_s=30.0)
+    store.release("j", "b")
+    assert store.claimable(now=53.0) == ["j"] and store.claim("j", "c", now=53.0, lease_s=30.0)
+    assert store.finish("j", "cancelled", 54.0)  # a cancel from anywhere
+    assert not store.renew("j", "c", now=55.0, lease_s=30.0)  # the runner notices
+    assert not store.claim("j", "c", now=55.0, lease_s=30.0) and store.claimable(99.0) == []
+
+
+def test_create_checks_the_caps_in_the_same_step(opener: Opener) -> None:
+    store = opener()
+    store.create("a1", "ner", "pii", None, 1, "{}", 1.0, caller="key:a", caps=(2, 1))
+    with pytest.raises(CapReached) as per_caller:
+        store.create("a2", "ner", "pii", None, 1, "{}", 2.0, caller="key:a", caps=(2, 1))
+    assert (per_caller.value.scope, per_caller.value.count) == ("caller", 1)
+    store.create("b1", "ner", "pii", None, 1, "{}", 3.0, caller="key:b", caps=(2, 1))
+    with pytest.raises(CapReached) as total:
+        store.create("c1", "ner", "pii", None, 1, "{}", 4.0, caller="key:c", caps=(2, 1))
+    assert (total.value.scope, total.value.count) == ("total", 2)
+    assert store.get("a2") is None and store.get("c1") is None
+    store.finish("a1", "cancelled", 5.0)
+    store.create("c1", "ner", "pii", None, 1, "{}", 6.0, caller="key:c", caps=(2, 1))
+
+
+def test_two_replicas_admitting_at_once_never_pass_the_cap(pg_dsn: str) -> None:
+    """Eight threads on two stores create one job each against a cap of 3 in all."""
+    dsn = fresh_database(pg_dsn)
+    stores = [PostgresJobStore(dsn), PostgresJobStore(dsn)]
+
+    def admit(i: int) -> bool:
+        try:
+            stores[i % 2].create(f"j{i}", "ner", "pii", None, 1, "{}", float(i), caps=(3, 3))
+        except CapReached:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        admitted = sum(pool.map(admit, range(8)))
+    assert admitted == 3 and stores[0].active() == 3
+    for s in stores:
+        s.close()
+
+
+def test_sqlite_clears_leases_at_open(tmp_path: Path) -> None:
+    """One process at a time on the file: a lease found at open is a dead process's."""
+    store = JobStore(tmp_path / "jobs.db")
+    store.create("j", "ner", "pii", None, 1, "{}", 1.0, lease=("dead", 1e12))
+    store.close()
+    store = JobStore(tmp_path / "jobs.db")
+    assert store.claimable(now=2.0) == ["j"] and store.claim("j", "new", 2.0, 30.0)
     store.close()

@@ -4,7 +4,8 @@ With API keys on, a job belongs to the key that submitted it: other `user` keys 
 cancel it (404, as if it did not exist); `admin` keys see and cancel every job.
 
 A job's items are image paths under `PRELABEL_JOB_INPUT_ROOTS` (detect, segment) or texts (ner);
-it runs on the bulk lane and persists in `PRELABEL_JOBS_DB`, resuming after a restart.
+it runs on the bulk lane and persists in the job store (`PRELABEL_JOBS_DB`, or PostgreSQL at
+`PRELABEL_STATE_DSN`), resuming after a restart or on another replica.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from app.api.admission import caller_of
 from app.api.auth import principal_of
 from app.api.deps import json_response, runtime_of
 from app.api.inputs import StrictJsonRoute, body_cap, json_body_doc, read_json
+from app.batch.jobbackend import JobBackend
 from app.batch.jobrequest import JobRequest
 from app.batch.jobs import JobManager, JobStatus
-from app.batch.jobstore import JobStore
 from app.errors import NotReady
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJsonRoute)
@@ -79,7 +80,7 @@ def _owner(request: Request) -> str | None:
 def _manager(request: Request) -> JobManager:
     jobs: JobManager | None = request.app.state.jobs  # built by app/main.py
     if jobs is None:
-        raise NotReady("jobs are disabled: set PRELABEL_JOBS_DB")
+        raise NotReady("jobs are disabled: set PRELABEL_JOBS_DB or PRELABEL_JOBS_ENABLED")
     if not jobs.started:
         raise NotReady("the job store is not open yet")
     return jobs
@@ -160,7 +161,7 @@ async def results(job_id: str, request: Request) -> StreamingResponse:
     return StreamingResponse(_lines(jobs.store, job_id), media_type="application/x-ndjson")
 
 
-def _lines(store: JobStore, job_id: str) -> Iterator[str]:
+def _lines(store: JobBackend, job_id: str) -> Iterator[str]:
     """Read in keyset chunks; Starlette iterates a sync generator on a worker thread."""
     after: str | None = None
     while True:
