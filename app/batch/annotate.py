@@ -126,13 +126,16 @@ async def _backend(
             yield current, remote.process
         return
     models = [spec.model] + ([spec.sam_model] if spec.task == "segment" else [])
+    task = spec.task
     rt = Runtime(
         settings.model_copy(
             update={
                 "models": models,
-                "default_detector": spec.model if spec.task != "ner" else "",
-                "default_sam": spec.sam_model if spec.task == "segment" else "",
-                "default_ner": spec.model if spec.task == "ner" else "",
+                "default_detector": spec.model if task in ("detect", "segment") else "",
+                "default_sam": spec.sam_model if task == "segment" else "",
+                "default_ner": spec.model if task in ("ner", "tokens") else "",
+                "default_keypoints": spec.model if task == "keypoints" else "",
+                "default_ocr": spec.model if task == "ocr" else "",
             }
         )
     )
@@ -142,7 +145,10 @@ async def _backend(
             errors = {n: s.error for n, s in rt.registry.states.items() if s.status != "ready"}
             current = f"models failed to load: {errors}"
         else:
-            current = run_identity(rt, spec)
+            try:
+                current = run_identity(rt, spec)
+            except PrelabelError as e:  # e.g. --task tokens on a model without a tagger
+                current = e.message
         yield current, in_process(rt, spec)
     finally:
         await rt.stop()

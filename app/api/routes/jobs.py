@@ -3,7 +3,8 @@
 With API keys on, a job belongs to the key that submitted it: other `user` keys neither see nor
 cancel it (404, as if it did not exist); `admin` keys see and cancel every job.
 
-A job's items are image paths under `PRELABEL_JOB_INPUT_ROOTS` (detect, segment) or texts (ner);
+A job's items are image paths under `PRELABEL_JOB_INPUT_ROOTS` (detect, segment, keypoints, ocr)
+or texts (ner, tokens);
 it runs on the bulk lane and persists in the job store (`PRELABEL_JOBS_DB`, or PostgreSQL at
 `PRELABEL_STATE_DSN`), resuming after a restart or on another replica.
 """
@@ -35,20 +36,28 @@ RESULTS_CHUNK = 500
 class JobIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    task: Literal["detect", "segment", "ner"]
+    task: Literal["detect", "segment", "ner", "tokens", "ocr", "keypoints"]
     items: list[str] | None = Field(
         default=None,
-        description="Image paths under the input roots, or http(s) URLs (detect, segment).",
+        description="Image paths under the input roots, or http(s) URLs (detect, segment, "
+        "keypoints, ocr).",
     )
-    texts: list[str] | None = Field(default=None, description="Texts (ner).")
+    texts: list[str] | None = Field(default=None, description="Texts (ner, tokens).")
     source: str | None = Field(
         default=None,
         description="Instead of items or texts: a folder or manifest under an input root "
         "(.lst, .txt, .jsonl, a Label Studio export), read as `prelabel annotate` reads it.",
     )
-    model: str | None = Field(default=None, description="Detector or NER model; default one.")
+    model: str | None = Field(
+        default=None, description="The task's model (detector, NER/spaCy, OCR, keypoints)."
+    )
     format: str | None = Field(default=None, description="The export format the job is for.")
-    score_threshold: float = Field(default=0.35, ge=0, le=1)
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Score floor: boxes (default 0.35), keypoint instances (0.2), OCR lines (0.5).",
+    )
 
 
 class JobOut(BaseModel):

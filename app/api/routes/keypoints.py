@@ -17,7 +17,7 @@ from app.api.schemas import (
     PoseInstanceOut,
 )
 from app.domain.formats.keypoints import (
-    keypoint_results,
+    keypoint_task,
     to_coco_keypoint_results,
     to_coco_keypoints,
     to_yolo_pose,
@@ -62,14 +62,8 @@ async def keypoints(request: Request) -> Response:
     if o.format == "yolo":
         return Response(to_yolo_pose(r.instances, r.width, r.height, t), media_type="text/plain")
     if o.format == "labelstudio":
-        results = keypoint_results(r.instances, r.width, r.height, t)
-        scores = [i.score for i in r.instances]
-        pred = {
-            "result": results,
-            "score": sum(scores) / len(scores) if scores else None,
-            "model_version": f"{r.model}-{r.version}",
-        }
-        task = {"data": {"image": o.file_name}, "predictions": [pred]}
+        mv = f"{r.model}-{r.version}"
+        task = keypoint_task(o.file_name, r.instances, r.width, r.height, mv, t)
         return Response(json.dumps(task, ensure_ascii=False), media_type="application/json")
     return json_response(
         KeypointsResponse(

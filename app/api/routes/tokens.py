@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import json_response, lane, runtime_of
 from app.api.inputs import StrictJsonRoute, body_cap, json_body_doc, read_json
 from app.api.schemas import TOKEN_FORMATS, TokenOut, TokensRequest, TokensResponse, TokensResultOut
-from app.domain.formats.conllu import pos_label_results, to_conllu
+from app.domain.formats.conllu import pos_task, to_conllu
 from app.domain.formats.render import check
 
 router = APIRouter(prefix="/v1", tags=["tokens"], route_class=StrictJsonRoute)
@@ -37,15 +37,7 @@ async def tokens(request: Request) -> Response:
     if body.format == "conllu":
         return Response(to_conllu(zip(body.texts, r.tokens, strict=True)), media_type="text/plain")
     if body.format == "labelstudio":
-        tasks = [
-            {
-                "data": {"text": text},
-                "predictions": [
-                    {"model_version": mv, "result": pos_label_results(text, toks, "pos", "text")}
-                ],
-            }
-            for text, toks in zip(body.texts, r.tokens, strict=True)
-        ]
+        tasks = [pos_task(text, toks, mv) for text, toks in zip(body.texts, r.tokens, strict=True)]
         return Response(json.dumps(tasks, ensure_ascii=False), media_type="application/json")
     return json_response(
         TokensResponse(

@@ -4,8 +4,9 @@ GET /v1/formats), `prelabel annotate` and `merge` (`--format` and its help), and
 applies to, what it holds, where it is offered and what a batch run writes for it.
 
 Kinds of result: `image` (boxes and masks: /v1/detect, /v1/sam/segment; batch tasks detect and
-segment), `text` (entity spans: /v1/ner; batch task ner), `tokens` (/v1/tokens), `ocr`
-(/v1/ocr), `keypoints` (/v1/keypoints). Within a kind a name is unique.
+segment), `text` (entity spans: /v1/ner; batch task ner), `tokens` (/v1/tokens; batch task
+tokens), `ocr` (/v1/ocr; batch task ocr), `keypoints` (/v1/keypoints; batch task keypoints).
+Within a kind a name is unique.
 
 Aliases are older names still accepted (and answered as the canonical name's output): `jsonl`
 for spaCy JSONL (`spacy-jsonl`), the name `prelabel annotate --task ner` used before the
@@ -30,8 +31,7 @@ KINDS: tuple[Kind, ...] = ("image", "text", "tokens", "ocr", "keypoints")
 class Format:
     """One format of one kind. `http`: accepted by `format=` on that kind's routes. `files`:
     what `prelabel annotate` / `merge` and a job's export write for it (paths relative to the
-    output folder), None when batch runs do not offer it (only image and text kinds run in
-    batch)."""
+    output folder), None when batch runs do not offer it."""
 
     name: str
     kind: Kind
@@ -98,11 +98,13 @@ CATALOGUE: tuple[Format, ...] = (
         "conllu",
         "tokens",
         "CoNLL-U: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC, one block a sentence",
+        files="predictions.conllu",
     ),
     Format(
         "labelstudio",
         "tokens",
         "Label Studio tasks with predictions: a `labels` region per token, its UPOS",
+        files="tasks.json",
     ),
     # -- ocr (/v1/ocr) ------------------------------------------------------------------------
     Format(
@@ -110,33 +112,59 @@ CATALOGUE: tuple[Format, ...] = (
         "ocr",
         "Label Studio task: per line a polygon region, its transcription (textarea) and an "
         "optional label",
+        files="tasks.json",
     ),
     Format(
         "jsonl",
         "ocr",
         'One JSON object: {"file_name", "width", "height", "lines": [...]}, a line of text',
+        files="predictions.jsonl",  # batch: one such line per image
     ),
     # -- keypoints (/v1/keypoints) ------------------------------------------------------------
     Format(
         "coco",
         "keypoints",
         "COCO keypoints dataset (keypoints [x, y, v]*K, num_keypoints, category skeleton)",
+        files="annotations.json",
     ),
     Format(
-        "coco-results", "keypoints", "COCO keypoint results list (COCOeval iouType='keypoints')"
+        "coco-results",
+        "keypoints",
+        "COCO keypoint results list (COCOeval iouType='keypoints')",
+        files="results.json",
     ),
-    Format("yolo", "keypoints", "YOLO pose rows: class cx cy w h (x y v)*K, normalised"),
+    Format(
+        "yolo",
+        "keypoints",
+        "YOLO pose rows: class cx cy w h (x y v)*K, normalised",
+        files="classes.txt, labels/<image path>.txt",
+    ),
     Format(
         "labelstudio",
         "keypoints",
         "Label Studio task: rectanglelabels per instance, keypointlabels children",
+        files="tasks.json",
     ),
 )
 
 
+TASK_KINDS: dict[str, Kind] = {
+    "detect": "image",
+    "segment": "image",
+    "ner": "text",
+    "tokens": "tokens",
+    "ocr": "ocr",
+    "keypoints": "keypoints",
+}
+
+
 def kind_of_task(task: str) -> Kind:
-    """The kind of result a batch task (detect, segment, ner) produces."""
-    return "text" if task == "ner" else "image"
+    """The kind of result a batch task (detect, segment, ner, tokens, ocr, keypoints) produces;
+    ValueError for another task."""
+    try:
+        return TASK_KINDS[task]
+    except KeyError:
+        raise ValueError(f"no batch task {task!r}; one of {sorted(TASK_KINDS)}") from None
 
 
 def formats(kind: Kind, surface: Surface) -> tuple[Format, ...]:

@@ -105,3 +105,18 @@ def pos_label_results(
             }
         )
     return out
+
+
+def pos_task(
+    text: str,
+    tokens: Sequence[TokenLike],
+    model_version: str,
+    text_id: str | None = None,
+    from_name: str = "pos",
+    to_name: str = "text",
+) -> dict[str, Any]:
+    """A Label Studio task for one text (`data.text`, and `data.id` when given) with one
+    prediction of `pos_label_results`."""
+    data: dict[str, Any] = {"text": text} if text_id is None else {"text": text, "id": text_id}
+    result = pos_label_results(text, tokens, from_name, to_name)
+    return {"data": data, "predictions": [{"model_version": model_version, "result": result}]}

@@ -13,7 +13,8 @@ Conventions (pixels of the image as stored; keypoints in the model's order, K of
 - Label Studio (`keypoint_results`): per instance a `rectanglelabels` region and one
   `keypointlabels` region per keypoint scoring at least `kp_threshold`, each with
   `parentID` = the rectangle's id (Label Studio's region parent field, so the outliner groups
-  a person's points under its box); labels are the keypoint names.
+  a person's points under its box); labels are the keypoint names. `keypoint_task` wraps
+  them as one task with a prediction (score: the mean instance score).
 """
 
 from __future__ import annotations
@@ -197,3 +198,21 @@ def keypoint_results(
                 }
             )
     return out
+
+
+def keypoint_task(
+    file_name: str,
+    instances: Sequence[InstanceLike],
+    width: int,
+    height: int,
+    model_version: str,
+    kp_threshold: float = 0.3,
+) -> dict[str, Any]:
+    """A Label Studio task for one image: `data.image` = file_name, one prediction."""
+    scores = [i.score for i in instances]
+    pred = {
+        "result": keypoint_results(instances, width, height, kp_threshold),
+        "score": sum(scores) / len(scores) if scores else None,
+        "model_version": model_version,
+    }
+    return {"data": {"image": file_name}, "predictions": [pred]}
