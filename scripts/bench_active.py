@@ -45,13 +45,15 @@ from app.inference.manifest import Manifest  # noqa: E402
 from app.inference.session import SessionOptions, create_session, usable_cores  # noqa: E402
 
 STRATEGIES: tuple[ranking.Method, ...] = ("least_confidence", "margin", "entropy", "random")
+DIVERSITIES: tuple[ranking.Diversity, ...] = ("none", "kcenter")
 
 
 def cached_embed(emb: SentenceEmbedder, version: str, texts: list[str], tag: str) -> np.ndarray:
     key = hashlib.sha256("\n".join([version, *texts]).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"prelabel-bench-{tag}-{key}.npy"
     if path.is_file():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     t0 = time.perf_counter()
     vecs = np.concatenate(
         [np.stack(emb.run_batch(texts[i : i + 16])) for i in range(0, len(texts), 16)]
@@ -127,9 +129,9 @@ def main() -> None:
         f"pool {len(train)}, test {len(test)}, 25 labels, seed set {args.round}, "
         f"{args.rounds} rounds of {args.round}, {args.seeds} seeds"
     )
-    curves: dict[tuple[str, str], np.ndarray] = {}
+    curves: dict[tuple[ranking.Method, ranking.Diversity], np.ndarray] = {}
     for method in STRATEGIES:
-        for div in ("none", "kcenter"):
+        for div in DIVERSITIES:
             curves[(method, div)] = np.array(
                 [run(x_pool, y_pool, method, div, s)[0] for s in range(args.seeds)]
             )
@@ -164,11 +166,11 @@ def main() -> None:
         f"labeled before\n| strategy | no diversity | k-center |\n|---|---:|---:|"
     )
     for method in STRATEGIES:
-        cells = []
-        for div in ("none", "kcenter"):
+        share_cells = []
+        for div in DIVERSITIES:
             shares = [run(x2, y2, method, div, s, twin_of)[1] for s in range(args.seeds)]
-            cells.append(f"{np.mean(shares):.3f} ± {np.std(shares):.3f}")
-        print(f"| {method} | {' | '.join(cells)} |")
+            share_cells.append(f"{np.mean(shares):.3f} ± {np.std(shares):.3f}")
+        print(f"| {method} | {' | '.join(share_cells)} |")
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
 
 

@@ -35,7 +35,8 @@ def build(keys: int, rate: float, with_context: bool) -> tuple[Any, str]:
     lines = [key_line(k, "user", f"u{i}") for i, k in enumerate(made)]
     app = create_app(Settings(**LIGHT, api_keys=lines, rate_limit_per_s=rate))
     if not with_context:
-        kept = [m for m in app.user_middleware if m.cls is not RequestContextMiddleware]
+        # A Middleware iterates as (cls, args, kwargs), as Starlette itself reads it.
+        kept = [m for m in app.user_middleware if next(iter(m)) is not RequestContextMiddleware]
         app.user_middleware = kept
     return app, (made[-1] if made else "")
 

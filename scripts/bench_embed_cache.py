@@ -20,13 +20,13 @@ import io
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from app.config import Settings
 from app.inference.batcher import Lane
+from app.inference.sam import Embedding, EncodeItem
 from app.runtime import Runtime
 
 
@@ -60,7 +60,9 @@ async def run(images: int, cache_mib: int) -> None:
         template = seg.embeddings.get(real)
         assert template is not None
 
-        async def fake_submit(item: Any, lane: Lane, timeout_s: float) -> Any:
+        async def fake_submit(
+            payload: EncodeItem, lane: Lane = Lane.INTERACTIVE, timeout: float | None = None
+        ) -> Embedding:
             return replace(template, array=template.array.copy())
 
         sam.encode.submit = fake_submit  # type: ignore[method-assign]

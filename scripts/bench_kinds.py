@@ -20,9 +20,11 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import skimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -33,7 +35,7 @@ from app.runtime import Runtime
 
 ROOT = Path(__file__).parent.parent
 SIGN = (ROOT / "tests/data/ocr/scenetext01.jpg").read_bytes()
-ASTRONAUT = (Path(__import__("skimage").__file__).parent / "data/astronaut.png").read_bytes()
+ASTRONAUT = (Path(skimage.__file__).parent / "data/astronaut.png").read_bytes()
 TEXT = "The geese were flying south over the quiet lake."
 MODELS = ["ppocr-v4", "movenet-multipose", "en-core-web-sm"]
 
@@ -46,7 +48,7 @@ def row(name: str, where: str, ms: list[float]) -> None:
 async def in_process(n: int) -> None:
     rt = Runtime(Settings(models=MODELS, default_detector="", default_sam=""))
     await rt.start()
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "ocr (sign, 800x600)": lambda: rt.ocr.read(SIGN, "ppocr-v4"),
         "keypoints (astronaut, 512x512)": lambda: rt.keypoints.detect(
             ASTRONAUT, "movenet-multipose"
@@ -76,7 +78,7 @@ def over_http(n: int) -> None:
         serve(default_prelabel(), env, Path(d)) as srv,
         httpx.Client(base_url=srv.url, timeout=60) as c,
     ):
-        calls = {
+        calls: dict[str, Callable[[], httpx.Response]] = {
             "ocr (sign, 800x600)": lambda: c.post("/v1/ocr", files={"file": ("s.jpg", SIGN)}),
             "keypoints (astronaut, 512x512)": lambda: c.post(
                 "/v1/keypoints", files={"file": ("a.png", ASTRONAUT)}

@@ -183,10 +183,10 @@ def serve_and_query(b: Buildah, ctr: str, cfg: Config, data: Path, steps: Steps)
     env = {"PRELABEL_HOST": "127.0.0.1", "PRELABEL_PORT": str(port)}
     volumes = [f"{data}:/data"]
     log_path = data.parent / "serve.log"
-    with open(log_path, "w") as log:
+    with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             b.run_cmd(ctr, cfg.entrypoint + cfg.cmd, cfg, env, volumes),
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # one process group, killed whole on a failure
         )

@@ -29,7 +29,7 @@ def prepare(out: Path) -> None:
         w, h = img.size
         s = 256 / max(h, w)
         nh, nw = max(32, round(h * s / 32) * 32), max(32, round(w * s / 32) * 32)
-        r = np.asarray(img.resize((nw, nh), Image.BILINEAR), np.uint8)
+        r = np.asarray(img.resize((nw, nh), Image.Resampling.BILINEAR), np.uint8)
         (out / f"{name}_{nh}x{nw}.rgb").write_bytes(r.tobytes())
     noise = np.random.default_rng(0).integers(0, 256, (160, 256, 3), dtype=np.uint8)
     (out / "noise_160x256.rgb").write_bytes(noise.tobytes())
