@@ -61,6 +61,9 @@ def annotate(settings: Settings, a: AnnotateArgs) -> int:
         flush=True,
     )
     meta = read_meta(a.out)
+    if meta is not None and (diff := _other_run(meta, spec)):
+        # Checked here too: with nothing left to do, no model is loaded to compare versions.
+        return _fail(f"{a.out} holds results of another run ({diff})")
     t0 = time.perf_counter()
     if todo or meta is None:
         try:
@@ -152,6 +155,17 @@ async def _backend(
         yield current, in_process(rt, spec)
     finally:
         await rt.stop()
+
+
+def _other_run(meta: dict[str, Any], spec: JobSpec) -> str | None:
+    """The first of task and model (SAM too for segment) in which `meta` differs from `spec`."""
+    mine = {"task": spec.task, "model": spec.model}
+    if spec.task == "segment":
+        mine["sam_model"] = spec.sam_model
+    for field, value in mine.items():
+        if meta.get(field) != value:
+            return f"{field}: {meta.get(field)!r} != {value!r}"
+    return None
 
 
 def _fail(message: str) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.batch.export import export
 from app.cli.main import main
-from app.domain.formats.catalogue import CATALOGUE, KINDS, accepted, formats, resolve
+from app.domain.formats.catalogue import CATALOGUE, KINDS, Kind, accepted, formats, resolve
 from app.domain.formats.records import ImageRecord, ObjectRecord, SpanRecord, TextRecord
 from app.domain.formats.render import render_image, render_texts
 from app.errors import ValidationFailed
@@ -88,6 +89,88 @@ def test_the_cli_offers_the_catalogues_batch_names(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["annotate", "--help"])
     usage = capsys.readouterr().out
-    choices = accepted(("image", "text"), "batch")
+    choices = accepted(KINDS, "batch")
     assert "{" + ",".join(choices) + "}" in usage
-    assert {"coco-results", "spacy-jsonl", "jsonl"} <= set(choices)
+    assert {"coco-results", "spacy-jsonl", "jsonl", "conllu"} <= set(choices)
+
+
+KIND_META = {
+    "classes": ["person"],
+    "model_version": "m=1",
+    "keypoint_names": ["nose", "tail"],
+    "skeleton": [[1, 2]],
+}
+KIND_RECORDS: dict[str, dict[str, Any]] = {
+    "keypoints": {
+        "a/x.jpg": {
+            "file_name": "a/x.jpg",
+            "width": 40,
+            "height": 30,
+            "instances": [
+                {
+                    "label": "person",
+                    "box": [1.0, 2.0, 21.0, 12.0],
+                    "score": 0.9,
+                    "keypoints": [
+                        {"name": "nose", "x": 5.0, "y": 6.0, "score": 0.8},
+                        {"name": "tail", "x": 9.0, "y": 10.0, "score": 0.1},
+                    ],
+                }
+            ],
+        }
+    },
+    "ocr": {
+        "a/x.jpg": {
+            "file_name": "a/x.jpg",
+            "width": 40,
+            "height": 30,
+            "lines": [
+                {
+                    "polygon": [[1, 2], [21, 2], [21, 12], [1, 12]],
+                    "text": "Ada",
+                    "score": 0.9,
+                    "box_score": 0.8,
+                    "rotated": False,
+                }
+            ],
+        }
+    },
+    "tokens": {
+        "0": {
+            "text_id": "0",
+            "text": "Ada",
+            "tokens": [
+                {
+                    "start": 0,
+                    "end": 3,
+                    "text": "Ada",
+                    "pos": "PROPN",
+                    "tag": "NNP",
+                    "lemma": "Ada",
+                    "dep": "ROOT",
+                    "head": 0,
+                    "sentence": 0,
+                    "morph": "",
+                }
+            ],
+        }
+    },
+}
+
+
+TASK_KINDS: tuple[Kind, ...] = ("keypoints", "ocr", "tokens")  # each task is named as its kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt"), [(kind, f.name) for kind in TASK_KINDS for f in formats(kind, "batch")]
+)
+def test_every_keypoints_ocr_tokens_batch_format_writes_its_catalogued_files(
+    tmp_path: Path, kind: Kind, fmt: str
+) -> None:
+    entry = resolve(fmt, kind, "batch")
+    files = export(tmp_path, fmt, kind, KIND_META, KIND_RECORDS[kind])
+    written = {p.relative_to(tmp_path).as_posix() for p in files}
+    assert entry.files is not None
+    expected = {s.strip().replace("<image path>", "a/x") for s in entry.files.split(",")}
+    assert written == expected, (written, entry.files)
+    assert all(p.read_text(encoding="utf-8") for p in files)
