@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage
+from anyio.from_thread import BlockingPortal
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
 
-SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
 
 def png_bytes(name: str) -> bytes:
@@ -45,6 +47,12 @@ def client() -> Iterator[TestClient]:
         ready = c.get("/readyz")
         assert ready.status_code == 200, ready.json()
         yield c
+
+
+def portal(client: TestClient) -> BlockingPortal:
+    """The started client's event-loop portal (None outside `with TestClient(...)`)."""
+    assert client.portal is not None, "the TestClient is not started"
+    return client.portal
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:

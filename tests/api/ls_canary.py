@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from app.domain.labelstudio.projects import LsOrigins
 from app.domain.urls import SafeFetcher, UrlPolicy
-from tests.conftest import png_bytes
+from tests.conftest import png_bytes, portal
 
 PNG = png_bytes("astronaut.png")
 
@@ -126,6 +126,6 @@ def label_studio_side(
     try:
         yield rt
     finally:
-        client.portal.call(rt.ls_predictor.drain)  # type: ignore[attr-defined]
-        client.portal.call(fetcher.aclose)  # type: ignore[attr-defined]
+        portal(client).call(rt.ls_predictor.drain)
+        portal(client).call(fetcher.aclose)
         rt.ls_fetcher.fetcher, rt.ls_projects.origins, rt.ls_predictor.images = saved

@@ -6,6 +6,7 @@ import base64
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -88,7 +89,7 @@ def test_bad_input_then_good_input(client: TestClient, astronaut_jpeg: bytes, ca
 
 
 def test_raw_bodies_and_wrong_content_types(client: TestClient, astronaut_jpeg: bytes) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], int]] = [
         ({"content": b"", "headers": {"content-type": "application/json"}}, 400),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
         ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 422),
@@ -103,7 +104,7 @@ def test_raw_bodies_and_wrong_content_types(client: TestClient, astronaut_jpeg: 
         ({"files": {"upload": ("a.jpg", astronaut_jpeg, "image/jpeg")}}, 422),
     ]
     for kwargs, status in cases:
-        r = client.post("/v1/detect", **kwargs)  # type: ignore[arg-type]
+        r = client.post("/v1/detect", **kwargs)
         assert r.status_code == status, (kwargs.get("headers"), r.text)
         assert set(r.json()["error"]) == {"code", "message"}
     assert client.get("/no/such/route").json()["error"]["code"] == "not_found"

@@ -13,7 +13,7 @@ import gc
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -28,7 +28,7 @@ from app.main import create_app
 from tests.conftest import SKIMAGE_DATA, metric
 
 POISON, HANG = 0.0123, 0.0321  # score thresholds the fault hook recognises
-DETECTOR_ONLY = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
+DETECTOR_ONLY: dict[str, Any] = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
 
 
 class Faulty:
@@ -72,7 +72,17 @@ def post(ac: httpx.AsyncClient, image: bytes, threshold: float = 0.35) -> Any:
     return ac.post("/v1/detect", files=files, data={"score_threshold": str(threshold)})
 
 
-def assert_person(r: httpx.Response) -> None:
+class Reply(Protocol):
+    """A response from httpx's AsyncClient or from the TestClient (which answers httpx2's)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+def assert_person(r: Reply) -> None:
     assert r.status_code == 200, r.text
     assert "person" in {d["label"] for d in r.json()["detections"]}
 

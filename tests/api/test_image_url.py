@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.domain.urls import SafeFetcher, UrlPolicy
 from tests.api.test_detect import ASTRONAUT_BOX, iou
-from tests.conftest import metric, png_bytes
+from tests.conftest import metric, png_bytes, portal
 from tests.local_http import LocalServer, send
 
 ASTRONAUT = png_bytes("astronaut.png")
@@ -35,10 +35,10 @@ def local(client: TestClient) -> Iterator[TestClient]:
     PRELABEL_URL_ALLOW_HTTP=true."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     real = runtime.url_fetcher
-    settings = Settings(url_allowed_networks="127.0.0.1/32", url_allow_http=True)  # type: ignore[arg-type]
+    settings = Settings(url_allowed_networks="127.0.0.1/32", url_allow_http=True)
     runtime.url_fetcher = SafeFetcher(UrlPolicy.from_settings(settings))
     yield client
-    client.portal.call(runtime.url_fetcher.aclose)  # type: ignore[attr-defined]
+    portal(client).call(runtime.url_fetcher.aclose)
     runtime.url_fetcher = real
 
 
@@ -117,7 +117,7 @@ def test_exactly_one_image_source_and_upstream_failures(
         ({"json": {"image_url": server.url("/missing.png")}}, 502, "fetch_failed"),
         ({"json": {"image_url": url + "x" * 3000}}, 422, "url_blocked"),
     ):
-        r = local.post("/v1/detect", **kwargs)  # type: ignore[arg-type]
+        r = local.post("/v1/detect", **kwargs)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), (kwargs, r.json())
     r = local.post("/v1/sam/segment", json={"image_url": url, "image": b64, "points": []})
     assert r.status_code == 422

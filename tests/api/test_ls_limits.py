@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.domain.labelstudio.events import EventSummary
 from tests.api.ls_canary import Canary, label_studio_side
-from tests.conftest import metric
+from tests.conftest import metric, portal
 
 CONFIG = """<View><Image name="image" value="$image"/>
   <BrushLabels name="brush" toName="image"><Label value="person"/></BrushLabels></View>"""
@@ -31,7 +31,7 @@ def test_the_config_parse_runs_off_the_event_loop(
         return real(xml)
 
     monkeypatch.setattr(rt.ls_predictor.configs, "parse", recording)
-    loop_thread = client.portal.call(lambda: threading.current_thread().name)  # type: ignore[attr-defined]
+    loop_thread = portal(client).call(lambda: threading.current_thread().name)
     config = CONFIG.replace("person", "parse-off-loop")
     body = {"tasks": [{"id": 1, "data": {}}], "project": "601.1", "label_config": config}
     assert client.post("/predict", json=body).status_code == 200

@@ -4,12 +4,13 @@ canary logged is the evidence. Each test failed on the code before the trust mod
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.ls_canary import Canary, label_studio_side
-from tests.conftest import metric
+from tests.conftest import metric, portal
 
 IMAGE_CONFIG = """<View><Image name="image" value="$image"/>
   <RectangleLabels name="box" toName="image"><Label value="person"/></RectangleLabels>
@@ -28,10 +29,11 @@ def setup(client: TestClient, project: str, host: str, token: str | None = None)
     assert r.status_code == 200, r.text
 
 
-def predict(client: TestClient, project: str, *tasks: dict[str, object]) -> list[object]:
+def predict(client: TestClient, project: str, *tasks: dict[str, object]) -> list[Any]:
+    """Label Studio's /predict for `tasks`: one prediction (a dict, or [] for none) per task."""
     r = client.post("/predict", json={"tasks": list(tasks), "project": project})
     assert r.status_code == 200, r.text
-    results: list[object] = r.json()["results"]
+    results: list[Any] = r.json()["results"]
     return results
 
 
@@ -80,7 +82,7 @@ def test_relative_references_stay_on_label_studio(client: TestClient, template: 
                 {"id": 2, "data": {"image": ref}}
             ]}  # fmt: skip
             assert client.post("/webhook", json=event).status_code == 200
-            client.portal.call(rt.ls_predictor.drain)  # type: ignore[attr-defined]
+            portal(client).call(rt.ls_predictor.drain)
         finally:
             rt.settings.ls_precompute_embeddings = False
         assert evil.hits == []
@@ -119,7 +121,10 @@ def test_results_are_scoped_by_project_credentials_and_task_data(client: TestCli
     [b] = predict(client, "507.1", second)
     [planted] = predict(client, "506.1", {"id": 2, "data": {"text": "Mayo Clinic"}})
     [again] = predict(client, "506.1", {"id": 2, "data": {"text": "Apple hired Tim Cook."}})
-    spans = lambda p: {r["value"]["text"] for r in p["result"]}  # type: ignore[index]  # noqa: E731
+
+    def spans(prediction: dict[str, Any]) -> set[str]:
+        return {r["value"]["text"] for r in prediction["result"]}
+
     assert spans(a) and spans(a) <= {"John Smith", "the Mayo Clinic", "Mayo Clinic"}
     assert spans(b) and spans(b) <= {"Apple", "Tim Cook"}
     assert spans(again) and spans(again) <= {"Apple", "Tim Cook"}  # not the planted task 2
@@ -141,7 +146,7 @@ def test_the_image_cache_is_scoped_by_token(client: TestClient) -> None:
         [ok] = predict(client, "508.1", task)
         setup(client, "509.1", ls.origin, "b")
         [refused] = predict(client, "509.1", task)
-        assert ok["result"] and refused == []  # type: ignore[index]
+        assert ok["result"] and refused == []
         assert [h.headers["authorization"] for h in ls.hits] == ["Token a", "Token b"]
 
 
@@ -162,7 +167,7 @@ def test_background_failures_log_one_line_without_query_strings(
         ref = "/data/local-files/?d=x.jpg&X-Amz-Signature=s3cr3t"
         with caplog.at_level(logging.INFO):
             assert predict(client, "510.1", {"id": 77, "data": {"image": ref}}) == [[]]
-            client.portal.call(rt.ls_predictor.drain)  # type: ignore[attr-defined]
+            portal(client).call(rt.ls_predictor.drain)
         lines = [r for r in caplog.records if "77" in r.getMessage()]
         assert len(lines) == 1 and lines[0].exc_info is None
         assert "project=510.1" in lines[0].getMessage() and "s3cr3t" not in caplog.text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 
 def spans(
     client: TestClient, texts: list[str], model: str | None = None
-) -> list[list[dict[str, object]]]:
+) -> list[list[dict[str, Any]]]:
     body: dict[str, object] = {"texts": texts}
     if model:
         body["model"] = model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import httpx
@@ -184,7 +184,7 @@ def test_a_whole_body_deadline_ends_a_slow_trickle() -> None:
                 sent += 1
                 return {"type": "http.request", "body": b" ", "more_body": True}
 
-            async def send(message: dict[str, Any]) -> None:
+            async def send(message: MutableMapping[str, Any]) -> None:
                 nonlocal status, body
                 if message["type"] == "http.response.start":
                     status = message["status"]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import metric
+from tests.conftest import SKIMAGE_DATA, metric
 
 ONLY_DETECTOR = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
 
@@ -71,9 +71,7 @@ def test_require_gpu_without_cuda_fails_readiness_loudly() -> None:
         assert "require-gpu" in r.json()["error"]["message"]
         model = c.get("/v1/models").json()["models"][0]
         assert model["status"] == "failed" and "require-gpu" in model["error"]
-        image = (
-            Path(__import__("skimage").__file__).parent / "data" / "astronaut.png"
-        ).read_bytes()
+        image = (SKIMAGE_DATA / "astronaut.png").read_bytes()
         r = c.post("/v1/detect", files={"file": ("a.png", image, "image/png")})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_missing"
 

@@ -74,7 +74,8 @@ def test_gateway_body_limit_is_just_above_the_apps(monkeypatch: pytest.MonkeyPat
     settings = load_settings(monkeypatch, settings_of(objs, "prelabel-settings"))
     # The keys file exists only in the pod; the body cap does not depend on it.
     app = create_app(settings.model_copy(update={"api_keys_file": None}))
-    (cap,) = [m.kwargs["max_bytes"] for m in app.user_middleware if m.cls is BodyLimitMiddleware]
+    # A Middleware unpacks as (cls, args, kwargs), as Starlette itself reads it.
+    (cap,) = [kw["max_bytes"] for cls, _, kw in app.user_middleware if cls is BodyLimitMiddleware]
     assert cap >= settings.max_upload_bytes * 4 // 3  # base64 of the largest file fits
     policy = find(objs, "ClientSettingsPolicy")
     limit = nginx_size(policy["spec"]["body"]["maxSize"])

@@ -28,7 +28,7 @@ from app.errors import (
     UrlBlocked,
 )
 from tests.conftest import png_bytes
-from tests.local_http import Handler, LocalServer, LoopbackOnly, send
+from tests.local_http import Handler, LocalServer, LoopbackOnly, Route, send
 
 T = TypeVar("T")
 ASTRONAUT = png_bytes("astronaut.png")
@@ -51,7 +51,7 @@ class FakeDns:
             raise socket.gaierror(socket.EAI_NONAME, "unknown name")
         if answer and isinstance(answer[0], list):
             turn = min(self.calls.count(host), len(answer)) - 1
-            return answer[turn]  # type: ignore[return-value]
+            return answer[turn]
         return answer  # type: ignore[return-value]
 
 
@@ -119,7 +119,7 @@ def trickle(h: Handler) -> None:
             return
 
 
-ROUTES = {
+ROUTES: dict[str, Route] = {
     "/astronaut.png": lambda h: send(h, 200, ASTRONAUT, "image/png"),
     "/octet": lambda h: send(h, 200, ASTRONAUT),
     "/untyped": lambda h: send(h, 200, ASTRONAUT, None),
@@ -317,7 +317,7 @@ def test_a_local_address_passes_only_through_allowed_networks_and_metadata_never
     dns = FakeDns({"meta.test": ["169.254.169.254"]})
     with pytest.raises(UrlBlocked, match="cloud metadata"):
         fetch(local_fetcher(dns, allowed_networks=wide), "http://meta.test/")
-    settings = Settings(url_allowed_networks="127.0.0.1/32", url_allow_http=True)  # type: ignore[arg-type]
+    settings = Settings(url_allowed_networks="127.0.0.1/32", url_allow_http=True)
     policy = UrlPolicy.from_settings(settings)
     assert policy.allowed_networks == LOCAL and policy.allow_http
     f = SafeFetcher(policy, resolver=FakeDns({}))
