@@ -21,12 +21,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.conninfo import make_conninfo
+from pydantic import ValidationError
 
 from app.batch.inputs import Item
 from app.batch.jobs import JobManager
 from app.batch.pipeline import JobSpec
 from app.config import Settings
-from app.main import create_app
+from app.main import build_jobs, create_app
+from app.runtime import Runtime
 from tests.batch.conftest import make_dataset
 from tests.batch.test_jobs_api import DEADLINE_S, ended, result_lines, wait_for
 from tests.postgres_server import postgres_server
@@ -48,7 +50,7 @@ def dsn(pg_dsn: str) -> str:
     return make_conninfo(pg_dsn, dbname=name)
 
 
-def settings(root: Path, dsn: str) -> Settings:
+def settings(root: Path, dsn: str, lease_s: float = 3.0) -> Settings:
     """Jobs on (no SQLite file: the DSN is the store), one item in flight, a 3 s lease."""
     return Settings(
         models=["nanodet-g"],
@@ -58,7 +60,7 @@ def settings(root: Path, dsn: str) -> Settings:
         state_dsn=dsn,
         job_input_roots=[str(root)],
         job_concurrency=1,
-        job_lease_s=3.0,
+        job_lease_s=lease_s,
         job_poll_s=0.5,
     )
 
@@ -153,3 +155,47 @@ def test_a_replica_that_dies_mid_job_is_taken_over_after_its_lease(
         assert set(on_a) | set(on_b) == {(job_id, p) for p in paths}
         assert max((on_a + on_b).values()) == 1
         assert [line["key"] for line in result_lines(b, job_id)] == sorted(paths)
+
+
+def test_a_replica_stopped_cleanly_hands_its_jobs_over_at_once(tmp_path: Path, dsn: str) -> None:
+    """A's lease is 10 minutes, far past the test's deadline: B can only finish the job if A's
+    clean stop released it."""
+    paths = images(tmp_path, "eight", copies=2)
+    with TestClient(create_app(settings(tmp_path, dsn, lease_s=600.0))) as a:
+        on_a = instrument(a, hold_after=2)
+        job_id = a.post("/v1/jobs", json={"items": paths, "task": "detect"}).json()["id"]
+        wait_for(a, job_id, lambda j: j["done"] == 2)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT state, runner, lease_until FROM prelabel_jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+    assert row == ("running", None, None)
+    with TestClient(create_app(settings(tmp_path, dsn))) as b:
+        on_b = instrument(b)
+        job = wait_for(b, job_id, ended)
+    assert (job["state"], job["done"]) == ("done", 8)
+    assert sum(on_a.values()) == 2 and sum(on_b.values()) == 6
+
+
+def test_the_job_api_has_one_switch(tmp_path: Path, dsn: str) -> None:
+    """A DSN alone leaves jobs off; PRELABEL_JOBS_ENABLED turns them on in PostgreSQL; on with
+    no store at all is a configuration error."""
+    base: dict[str, Any] = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
+
+    def jobs(**kw: Any) -> JobManager | None:
+        rt = Runtime(Settings(**base, **kw))
+        try:
+            return build_jobs(rt)
+        finally:
+            rt.project_store.close()
+
+    assert jobs(state_dsn=dsn) is None
+    manager = jobs(state_dsn=dsn, jobs_enabled=True)
+    assert manager is not None and manager.dsn == dsn
+    sqlite = jobs(jobs_db=tmp_path / "jobs.db")
+    assert sqlite is not None and sqlite.dsn is None
+    assert jobs(jobs_db=tmp_path / "jobs.db", jobs_enabled=False) is None
+    with pytest.raises(ValidationError, match="PRELABEL_JOBS_ENABLED needs"):
+        Settings(**base, jobs_enabled=True)
+    with pytest.raises(ValidationError, match="at most a third"):
+        Settings(**base, job_lease_s=3.0, job_poll_s=2.0)
