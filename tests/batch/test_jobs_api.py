@@ -275,7 +275,7 @@ def test_with_api_keys_a_job_belongs_to_its_submitter(tmp_path: Path) -> None:
         assert r.status_code == 202 and r.json()["owner"] == "alice"
         job_id = r.json()["id"]
         deadline = time.monotonic() + DEADLINE_S
-        while c.get(f"/v1/jobs/{job_id}", headers=auth["alice"]).json()["state"] == "running":
+        while not ended(c.get(f"/v1/jobs/{job_id}", headers=auth["alice"]).json()):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         # Bob neither sees nor cancels it; the admin sees and cancels everyone's.
@@ -297,7 +297,8 @@ def test_jobs_disabled_without_a_database() -> None:
     app = create_app(Settings(models=["nanodet-g"], default_sam="", default_ner=""))
     r = TestClient(app, raise_server_exceptions=False).get("/v1/jobs")  # no lifespan: no models
     assert r.status_code == 503
-    assert r.json()["error"]["message"] == "jobs are disabled: set PRELABEL_JOBS_DB or PRELABEL_JOBS_ENABLED"
+    message = "jobs are disabled: set PRELABEL_JOBS_DB or PRELABEL_JOBS_ENABLED"
+    assert r.json()["error"]["message"] == message
 
 
 def test_unfinished_jobs_are_capped_per_key_and_in_all(tmp_path: Path) -> None:
