@@ -17,7 +17,7 @@ import base64
 import io
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +43,7 @@ from tests.conftest import png_bytes
 
 MAX_EXAMPLES = 100  # per operation and generation mode (positive, negative)
 RAN: Counter[tuple[str, int]] = Counter()
-SECONDS: Counter[str] = Counter()
+SECONDS: defaultdict[str, float] = defaultdict(float)
 
 
 def _jpeg(size: tuple[int, int]) -> bytes:
@@ -72,14 +72,15 @@ def _realistic(case: Any, which: int, fmt: str | None) -> Any:
     body = dict(case.body) if isinstance(case.body, dict) else {}
     multipart = case.media_type == "multipart/form-data"
     if case.path == "/predict":
-        tasks = body.get("tasks") if isinstance(body.get("tasks"), list) else []
+        drawn = body.get("tasks")
+        tasks = drawn if isinstance(drawn, list) else []
         body["tasks"] = [{"id": 1, "data": {"text": "Apple is in Cupertino."}}, *tasks[:3]]
         body["project"], body["label_config"] = "99.1", LS_TEXT_CONFIG
         case.body = body
         return case
     if case.path == "/v1/ner":
-        texts = body.get("texts") if isinstance(body.get("texts"), list) else []
-        texts = [t for t in texts if isinstance(t, str)][:3]
+        drawn = body.get("texts")
+        texts = [t for t in drawn if isinstance(t, str)][:3] if isinstance(drawn, list) else []
         body["texts"] = ["Apple opened an office in Paris, said Tim Cook.", *texts]
     else:
         body.pop("image_url", None)

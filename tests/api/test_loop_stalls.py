@@ -29,7 +29,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.batch.jobpaths import PathChecker
-from app.batch.jobs import JobManager, JobRequest
+from app.batch.jobrequest import JobRequest
+from app.batch.jobs import JobManager
 from app.config import Settings
 from app.main import create_app
 from tests.api.loopstall import StallProbe
@@ -221,11 +222,11 @@ def test_the_largest_json_image_body_is_parsed_and_decoded_off_the_loop(
 def test_many_small_json_values_are_refused_before_they_are_parsed(app_client: TestClient) -> None:
     """27 MiB of tiny values is seconds of GIL-held parsing wherever it runs: refused by count."""
     cap = body_cap(app_client)
-    tight = {"separators": (",", ":")}
-    ner = json.dumps({"texts": ["ab"] * (cap // 5 - 16)}, **tight).encode()  # type: ignore[arg-type]
+    tight = (",", ":")  # no spaces
+    ner = json.dumps({"texts": ["ab"] * (cap // 5 - 16)}, separators=tight).encode()
     image_cap = cap - 2**20  # the image routes' JSON cap (4/3 of the largest file, and a bit)
-    points = [0] * (image_cap // 2 - 32)
-    points = json.dumps({"points": points, "embedding_id": "x"}, **tight).encode()  # type: ignore[arg-type]
+    zeros = [0] * (image_cap // 2 - 32)
+    points = json.dumps({"points": zeros, "embedding_id": "x"}, separators=tight).encode()
     for path, body in (("/v1/ner", ner), ("/v1/sam/segment", points)):
         assert len(body) <= cap
         status, duration, probe = measure(app_client, "POST", path, body)

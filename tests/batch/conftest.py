@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import skimage
 
 from tests.local_http import Handler, LocalServer, Route, send
 
-SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 SAMPLES = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
 
 

@@ -92,7 +92,9 @@ def python() -> str:
 def run_sdk(python: str, work: Path, payload: dict[str, Any],
             masks: list[np.ndarray]) -> dict[str, Any]:
     (work / "payload.json").write_text(json.dumps(payload))
-    np.savez(work / "masks.npz", **{f"m{i}": m for i, m in enumerate(masks)})
+    # Any: savez's stubs type **kwds against its own `allow_pickle: bool` too.
+    arrays: dict[str, Any] = {f"m{i}": m for i, m in enumerate(masks)}
+    np.savez(work / "masks.npz", **arrays)
     proc = subprocess.run([python, "-I", "-c", CHECK, str(work)], cwd=work,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]

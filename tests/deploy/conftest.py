@@ -11,5 +11,5 @@ from app.main import create_app
 @pytest.fixture(scope="module")
 def app_routes() -> set[str]:
     """The app's routes, from its OpenAPI document (probes and /metrics included)."""
-    app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
+    app = create_app(Settings(_env_file=None))
     return set(app.openapi()["paths"])

@@ -108,7 +108,8 @@ def pod_spec(obj: Obj) -> Obj:
 
 def container(obj: Obj, name: str = "prelabel") -> Obj:
     (c,) = [c for c in pod_spec(obj)["containers"] if c["name"] == name]
-    return c
+    found: Obj = c
+    return found
 
 
 # The renderings of the interactive service; the replicated ones share PostgreSQL, "single"
@@ -129,7 +130,7 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Setti
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def main(argv: list[str]) -> int:
