@@ -8,6 +8,7 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,12 +22,12 @@ from tests.conftest import metric
 
 ALICE = "pl_alice-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # a user key
 ROOT = "pl_root-0123456789abcdefghijklmnopqrstuvwxyzABCDE"  # an admin key
-LIGHT = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
+LIGHT: dict[str, Any] = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
 
 
 def keyed_settings(**extra: object) -> Settings:
     keys = [key_line(ALICE, "user", "alice"), key_line(ROOT, "admin", "root")]
-    return Settings(**{**LIGHT, "api_keys": keys, **extra})  # type: ignore[arg-type]
+    return Settings(**{**LIGHT, "api_keys": keys, **extra})
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -49,7 +50,7 @@ def test_without_keys_every_route_is_open_and_a_warning_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="app.api.auth"):
-        app = create_app(Settings(**LIGHT))  # type: ignore[arg-type]
+        app = create_app(Settings(**LIGHT))
     assert "unauthenticated" in caplog.text
     c = TestClient(app)
     r = c.get("/v1/models")
@@ -195,7 +196,7 @@ def test_key_store_parsing_and_lookup(tmp_path: Path) -> None:
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [key_line(ALICE, "user", "alice"), key_line(ROOT, "admin", "root")]
     monkeypatch.setenv("PRELABEL_API_KEYS", ",".join(lines))
-    store = KeyStore.load(None, Settings(**LIGHT).api_keys)  # type: ignore[arg-type]
+    store = KeyStore.load(None, Settings(**LIGHT).api_keys)
     assert store.lookup(ROOT) == Principal("root", "admin")
 
 
@@ -210,7 +211,7 @@ def test_keys_cli_output_round_trips(
     assert capsys.readouterr().out.strip() == line
     keys_file = tmp_path / "keys.txt"
     keys_file.write_text(line + "\n")
-    c = TestClient(create_app(Settings(**LIGHT, api_keys_file=keys_file)))  # type: ignore[arg-type]
+    c = TestClient(create_app(Settings(**LIGHT, api_keys_file=keys_file)))
     assert c.get("/v1/models").status_code == 401
     assert c.delete("/v1/sam/embeddings", headers=bearer(key)).status_code == 200
     assert cli(["keys", "new", "--name", "not ok"]) == 1
@@ -254,7 +255,7 @@ def test_rate_limit_per_key_with_retry_after() -> None:
 
 
 def test_rate_limit_per_client_address_when_auth_is_off() -> None:
-    app = create_app(Settings(**LIGHT, rate_limit_per_s=1.0))  # type: ignore[arg-type]
+    app = create_app(Settings(**LIGHT, rate_limit_per_s=1.0))
     now = [0.0]
     app.state.rate_limit.clock = lambda: now[0]
     c = TestClient(app)

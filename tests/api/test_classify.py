@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 
-ONLY_EMBEDDER = {
+ONLY_EMBEDDER: dict[str, Any] = {
     "models": ["minilm-l6-v2"],
     "default_detector": "",
     "default_sam": "",
@@ -20,7 +21,7 @@ ONLY_EMBEDDER = {
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(**ONLY_EMBEDDER)), raise_server_exceptions=False) as c:  # type: ignore[arg-type]
+    with TestClient(create_app(Settings(**ONLY_EMBEDDER)), raise_server_exceptions=False) as c:
         assert c.get("/readyz").status_code == 200
         yield c
 

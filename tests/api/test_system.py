@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import SKIMAGE_DATA, metric
 
-ONLY_DETECTOR = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
+ONLY_DETECTOR: dict[str, Any] = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
 
 
 def test_models_report_status_provider_and_batching(client: TestClient) -> None:
@@ -64,7 +65,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 
 def test_require_gpu_without_cuda_fails_readiness_loudly() -> None:
-    settings = Settings(provider="require-gpu", **ONLY_DETECTOR)  # type: ignore[arg-type]
+    settings = Settings(provider="require-gpu", **ONLY_DETECTOR)
     with TestClient(create_app(settings)) as c:
         r = c.get("/readyz")
         assert r.status_code == 503

@@ -65,10 +65,10 @@ def test_replaces_by_key_and_drops_a_stale_vector(opener: Opener) -> None:
     store.add_examples("p", [ExampleIn("k1", "goodbye", ("b", "c"))], 4.0)
     assert store.examples("p")[0].vector is None  # new text: the cached vector goes
     assert store.label_counts("p") == {"b": 2, "c": 1}
-    assert store.get_project("p").revision == 3  # type: ignore[union-attr]
+    assert (project := store.get_project("p")) is not None and project.revision == 3
     assert store.delete_examples("p", ["k2", "nope"], 5.0) == 1
     assert store.count_examples("p") == 1
-    assert store.get_project("p").revision == 4  # type: ignore[union-attr]
+    assert (project := store.get_project("p")) is not None and project.revision == 4
 
 
 def test_versions_increase_across_replicas_and_old_ones_are_pruned(opener: Opener) -> None:
@@ -97,7 +97,7 @@ def test_only_the_newest_models_are_kept(opener: Opener) -> None:
     store.create_project("p", None, None, False, 1.0)
     for i in range(KEEP_MODELS + 2):
         store.save_model("p", 1.0, "h", 0, "{}", "{}", float(i))
-    assert store.latest_model("p").version == KEEP_MODELS + 2  # type: ignore[union-attr]
+    assert (model := store.latest_model("p")) is not None and model.version == KEEP_MODELS + 2
     store.delete_project("p")
     store.create_project("p", None, None, False, 2.0)
     assert store.latest_model("p") is None  # a reset starts from nothing
