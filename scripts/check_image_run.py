@@ -209,7 +209,7 @@ def serve_and_query(b: Buildah, ctr: str, cfg: Config, data: Path, steps: Steps)
                     f"HEALTHCHECK never passed in {budget:.0f} s (last: {probe.stderr[-1500:]}); "
                     f"server log: {log_path.read_text()[-3000:]}"
                 )
-                time.sleep(2)
+            time.sleep(2)
         steps.done("start until HEALTHCHECK passes")
 
         url = f"http://127.0.0.1:{port}"

@@ -41,7 +41,9 @@ def compare(model: str) -> None:
     s = ort.InferenceSession(model)
     worst = 0.0
     for raw in sorted(Path("ref").glob("*.rgb")):
-        h, w = map(int, re.search(r"(\d+)x(\d+)", raw.name).groups())  # type: ignore[union-attr]
+        size = re.search(r"(\d+)x(\d+)", raw.name)
+        assert size, raw.name  # written by --prepare as <name>_<h>x<w>.rgb
+        h, w = map(int, size.groups())
         x = np.frombuffer(raw.read_bytes(), np.uint8).reshape(1, h, w, 3).astype(np.int32)
         y = s.run(None, {s.get_inputs()[0].name: x})[0]
         ref = json.loads(Path(f"{raw}.out.json").read_text())
