@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from typing import Any
 
 from fastapi.testclient import TestClient
 from pycocotools.coco import COCO
@@ -12,7 +13,8 @@ from app.domain.formats.ls_brush import decode_brush
 from app.domain.formats.text import from_conll, from_spacy_jsonl
 
 
-def upload(image: bytes, **fields: str) -> dict[str, object]:
+def upload(image: bytes, **fields: str) -> dict[str, Any]:
+    """TestClient.post's keyword arguments for a multipart upload of `image` with `fields`."""
     return {"files": {"file": ("astronaut.png", image, "image/png")}, "data": fields}
 
 
@@ -24,7 +26,7 @@ def test_formats_are_listed(client: TestClient) -> None:
 
 def test_detect_in_every_image_format(client: TestClient, astronaut_png: bytes) -> None:
     def detect(fmt: str) -> str:
-        r = client.post("/v1/detect", **upload(astronaut_png, format=fmt, file_name="a.png"))  # type: ignore[arg-type]
+        r = client.post("/v1/detect", **upload(astronaut_png, format=fmt, file_name="a.png"))
         assert r.status_code == 200, r.text
         return r.text
 
@@ -47,14 +49,14 @@ def test_detect_in_every_image_format(client: TestClient, astronaut_png: bytes) 
 
 def test_segment_as_label_studio_brush_and_coco(client: TestClient, astronaut_png: bytes) -> None:
     fields = {"points": '[{"x": 230, "y": 110}]', "label": "astronaut", "format": "labelstudio"}
-    r = client.post("/v1/sam/segment", **upload(astronaut_png, **fields))  # type: ignore[arg-type]
+    r = client.post("/v1/sam/segment", **upload(astronaut_png, **fields))
     assert r.status_code == 200, r.text
     results = r.json()["predictions"][0]["result"]
     assert [x["type"] for x in results] == ["rectanglelabels", "brushlabels"]
     res = results[1]
     assert res["value"]["brushlabels"] == ["astronaut"]
     assert decode_brush(res["value"]["rle"], 512, 512).mean() > 0.3
-    r = client.post("/v1/sam/segment", **upload(astronaut_png, **{**fields, "format": "coco"}))  # type: ignore[arg-type]
+    r = client.post("/v1/sam/segment", **upload(astronaut_png, **{**fields, "format": "coco"}))
     [ann] = r.json()["annotations"]
     assert ann["area"] > 0.3 * 512 * 512 and ann["segmentation"]["size"] == [512, 512]
 
@@ -79,7 +81,7 @@ def test_ner_in_every_text_format(client: TestClient) -> None:
 def test_unknown_format_is_422_before_any_model_runs(
     client: TestClient, astronaut_png: bytes
 ) -> None:
-    r = client.post("/v1/detect", **upload(astronaut_png, format="pascal"))  # type: ignore[arg-type]
+    r = client.post("/v1/detect", **upload(astronaut_png, format="pascal"))
     assert r.status_code == 422 and "coco" in r.json()["error"]["message"]
     r = client.post("/v1/ner", json={"texts": ["x"], "format": "coco"})
     assert r.status_code == 422

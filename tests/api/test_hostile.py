@@ -267,8 +267,8 @@ def test_livez_and_detect_keep_answering_under_hostile_load(
     assert out.counts.get("upload 429", 0) > 0  # ...and past the per-caller budget were refused
     assert max(out.waits) < BODY_S + 2.0
     assert out.counts.get("headers 408", 0) > 0 and "headers closed" not in out.counts
-    idle = {k for k in out.counts if k.startswith("idle")}
-    assert idle == {"idle closed"}  # closed by the server (else the thread would still wait)
+    idlers = {k for k in out.counts if k.startswith("idle")}
+    assert idlers == {"idle closed"}  # closed by the server (else the thread would still wait)
     assert out.counts.get("big headers 431") == 1
     assert out.counts.get("burst 429", 0) > 0 and out.counts.get("burst 200", 0) > 0
     assert {k for k in out.counts if k.startswith("burst")} == {"burst 200", "burst 429"}

@@ -208,7 +208,9 @@ def test_queue_depth_metric_is_the_apps_gauge() -> None:
     batcher really uses, and the HPA asks for the name the rule serves."""
     rule_file = K8S / "components/queue-depth-hpa/prometheus-adapter-rule.yaml"
     (rule,) = yaml.safe_load(rule_file.read_text())["rules"]
-    source = re.fullmatch(r"\^(\w+)\$", rule["name"]["matches"]).group(1)  # type: ignore[union-attr]
+    matched = re.fullmatch(r"\^(\w+)\$", rule["name"]["matches"])
+    assert matched, rule["name"]
+    source = matched.group(1)
     assert rule["seriesQuery"].startswith(source + "{")
     gauge = Metrics().queue_depth
     assert isinstance(gauge, Gauge)
