@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -13,7 +14,7 @@ from tests.conftest import jpeg_bytes, png_bytes
 INTENTS = ["refund_request", "bug_report", "greeting"]
 
 
-def _detect(client: TestClient, img: Image.Image) -> dict:  # type: ignore[type-arg]
+def _detect(client: TestClient, img: Image.Image) -> dict[str, Any]:
     r = client.post("/v1/detect", files={"file": ("a.jpg", jpeg_bytes(np.asarray(img)))})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from app.domain.labelstudio import config as config_module
@@ -168,7 +170,7 @@ def test_the_parse_visits_each_element_once(monkeypatch: pytest.MonkeyPatch) -> 
     visits = 0
     real = config_module._children
 
-    def counting(el):  # type: ignore[no-untyped-def]
+    def counting(el: ET.Element) -> list[ET.Element]:
         nonlocal visits
         visits += 1
         return real(el)

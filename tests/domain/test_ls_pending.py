@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_slow_jobs_continue_and_the_next_call_returns_them_at_once() -> None:
         release = asyncio.Event()
         calls: list[str] = []
 
-        def job(name: str, gate: asyncio.Event | None = None):  # type: ignore[no-untyped-def]
+        def job(name: str, gate: asyncio.Event | None = None) -> Callable[[], Awaitable[str]]:
             async def compute() -> str:
                 calls.append(name)
                 if gate is not None:
@@ -134,7 +135,7 @@ def test_finished_results_are_bounded_by_bytes() -> None:
     async def scenario() -> None:
         store: PendingResults[str] = PendingResults(max_bytes=10, size=len)
 
-        def const(value: str):  # type: ignore[no-untyped-def]
+        def const(value: str) -> Callable[[], Awaitable[str]]:
             async def compute() -> str:
                 return value
 
