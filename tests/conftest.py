@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import skimage
 from anyio.from_thread import BlockingPortal
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
+from app.runtime import Runtime
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
@@ -53,6 +55,13 @@ def portal(client: TestClient) -> BlockingPortal:
     """The started client's event-loop portal (None outside `with TestClient(...)`)."""
     assert client.portal is not None, "the TestClient is not started"
     return client.portal
+
+
+def runtime_of(client: TestClient) -> Runtime:
+    """The app's Runtime (`app.state.runtime`, which its lifespan sets)."""
+    assert isinstance(client.app, FastAPI)
+    runtime: Runtime = client.app.state.runtime
+    return runtime
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:

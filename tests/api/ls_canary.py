@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from app.domain.labelstudio.projects import LsOrigins
 from app.domain.urls import SafeFetcher, UrlPolicy
-from tests.conftest import png_bytes, portal
+from tests.conftest import png_bytes, portal, runtime_of
 
 PNG = png_bytes("astronaut.png")
 
@@ -116,7 +116,7 @@ def label_studio_side(
     restored after. `loopback_is_public`: 127.0.0.0/8 is reachable under the URL policy (as
     PRELABEL_URL_ALLOWED_NETWORKS would make it), so a canary stands for a public host.
     Yields the runtime."""
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
     saved = (rt.ls_fetcher.fetcher, rt.ls_projects.origins, rt.ls_predictor.images)
     networks = (ipaddress.ip_network("127.0.0.0/8"),) if loopback_is_public else ()
     fetcher = SafeFetcher(UrlPolicy(allow_http=True, allowed_networks=networks))

@@ -25,7 +25,7 @@ from app.domain.segmentation import embedding_nbytes
 from app.inference.detectors import DetectItem
 from app.inference.sam import Embedding
 from app.main import create_app
-from tests.conftest import SKIMAGE_DATA, metric
+from tests.conftest import SKIMAGE_DATA, metric, runtime_of
 
 POISON, HANG = 0.0123, 0.0321  # score thresholds the fault hook recognises
 DETECTOR_ONLY: dict[str, Any] = {"models": ["nanodet-g"], "default_sam": "", "default_ner": ""}
@@ -57,7 +57,7 @@ class Faulty:
 
 def faulty_client(**settings: Any) -> Iterator[tuple[TestClient, Faulty]]:
     with TestClient(create_app(Settings(**DETECTOR_ONLY, **settings))) as client:
-        batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+        batcher = runtime_of(client).registry.detector("nanodet-g").batcher
         fake = Faulty(batcher._fn)
         batcher._fn = fake
         try:
@@ -104,7 +104,7 @@ def test_a_model_that_raises_fails_only_its_own_request(
     one_worker: tuple[TestClient, Faulty], astronaut_jpeg: bytes
 ) -> None:
     client, fake = one_worker
-    batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+    batcher = runtime_of(client).registry.detector("nanodet-g").batcher
 
     async def scenario() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=client.app)
@@ -159,6 +159,12 @@ def test_a_model_that_hangs_past_the_deadline_is_504_and_others_are_served(
     assert metric(client, "prelabel_rejections_total", reason="deadline") >= 1
 
 
+def array_of(embedding: Embedding | None) -> np.ndarray:
+    """The cached embedding's array (a helper, so the test holds no reference to the entry)."""
+    assert embedding is not None
+    return embedding.array
+
+
 def images() -> list[bytes]:
     return [(SKIMAGE_DATA / n).read_bytes() for n in ("astronaut.png", "coffee.png", "chelsea.png")]
 
@@ -170,14 +176,14 @@ def test_embedding_cache_at_its_byte_cap_evicts_and_keeps_serving() -> None:
         models=["minisam"], default_detector="", default_ner="", embedding_cache_bytes=cap
     )
     with TestClient(create_app(settings)) as client:
-        cache = client.app.state.runtime.embeddings  # type: ignore[attr-defined]
+        cache = runtime_of(client).embeddings
         ids, first_array = [], None
         for i, image in enumerate(images()):
             r = client.post("/v1/sam/embed", files={"file": ("i.png", image, "image/png")})
             assert r.status_code == 200 and r.json()["cached"] is False, r.text
             ids.append(r.json()["embedding_id"])
             if i == 0:
-                first_array = weakref.ref(cache.get(ids[0]).array)
+                first_array = weakref.ref(array_of(cache.get(ids[0])))
             assert cache.bytes <= cap and len(cache) == min(i + 1, 2)
             assert metric(client, "prelabel_embedding_cache_bytes") == cache.bytes
         # The oldest was evicted, and nothing else holds on to its 4 MiB.
@@ -206,7 +212,7 @@ def test_requests_over_the_in_flight_cap_get_429_before_their_body_is_read(
     capped: tuple[TestClient, Faulty], astronaut_jpeg: bytes
 ) -> None:
     client, fake = capped
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
 
     async def scenario() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=client.app)
@@ -242,5 +248,5 @@ def test_the_queue_wait_limit_comes_from_the_settings_and_per_model_overrides() 
         ({"nanodet-g": ServingOverride(max_queue_wait_s=0.5)}, 0.5),
     ):
         with TestClient(create_app(Settings(**DETECTOR_ONLY, serving=serving))) as client:
-            batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+            batcher = runtime_of(client).registry.detector("nanodet-g").batcher
             assert batcher.config.max_queue_wait_s == expected

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.domain.urls import SafeFetcher, UrlPolicy
 from tests.api.test_detect import ASTRONAUT_BOX, iou
-from tests.conftest import metric, png_bytes, portal
+from tests.conftest import metric, png_bytes, portal, runtime_of
 from tests.local_http import LocalServer, send
 
 ASTRONAUT = png_bytes("astronaut.png")
@@ -33,7 +33,7 @@ def server() -> Iterator[LocalServer]:
 def local(client: TestClient) -> Iterator[TestClient]:
     """The app with the URL policy of PRELABEL_URL_ALLOWED_NETWORKS=127.0.0.1/32 and
     PRELABEL_URL_ALLOW_HTTP=true."""
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(client)
     real = runtime.url_fetcher
     settings = Settings(url_allowed_networks="127.0.0.1/32", url_allow_http=True)
     runtime.url_fetcher = SafeFetcher(UrlPolicy.from_settings(settings))
@@ -60,7 +60,7 @@ def test_detect_from_an_image_url_finds_the_astronaut(
 
 
 def test_sam_embed_and_segment_take_an_image_url(local: TestClient, server: LocalServer) -> None:
-    runtime = local.app.state.runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(local)
     url = server.url("/astronaut.png")
     emb = local.post("/v1/sam/embed", json={"image_url": url})
     assert emb.status_code == 200, emb.json()

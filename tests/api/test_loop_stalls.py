@@ -34,6 +34,7 @@ from app.batch.jobs import JobManager
 from app.config import Settings
 from app.main import create_app
 from tests.api.loopstall import StallProbe
+from tests.conftest import runtime_of
 
 JOB_ITEMS = 200_000  # this app's PRELABEL_MAX_JOB_ITEMS: the largest job it takes
 
@@ -60,7 +61,7 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
 
 
 def body_cap(client: TestClient) -> int:
-    s: Settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    s: Settings = runtime_of(client).settings
     return s.max_upload_bytes * 4 // 3 + 2**20
 
 
@@ -155,7 +156,7 @@ def test_a_job_of_the_largest_size_is_submitted_off_the_loop(app_client: TestCli
 
 def test_a_job_restart_reads_its_items_off_the_loop(app_client: TestClient) -> None:
     """A resumed job reaches its first item without checking its whole list on the loop."""
-    rt = app_client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(app_client)
     s = rt.settings
     items = [f"img/{i:07d}.jpg" for i in range(JOB_ITEMS)]
     db = Path(str(s.jobs_db)).with_name("resume.db")
@@ -199,7 +200,7 @@ def test_the_largest_json_image_body_is_parsed_and_decoded_off_the_loop(
 ) -> None:
     """A base64 "image" at the body cap that is not an image: all the work is parsing and
     decoding (then 415)."""
-    s: Settings = app_client.app.state.runtime.settings  # type: ignore[attr-defined]
+    s: Settings = runtime_of(app_client).settings
     raw = os.urandom(s.max_upload_bytes - 16)  # the largest image file allowed
     body = json.dumps({"image": base64.b64encode(b"\x00" * 16 + raw).decode()}).encode()
     work = work_time(body, b64=True)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.domain.labelstudio.events import EventSummary
 from tests.api.ls_canary import Canary, label_studio_side
-from tests.conftest import metric, portal
+from tests.conftest import metric, portal, runtime_of
 
 CONFIG = """<View><Image name="image" value="$image"/>
   <BrushLabels name="brush" toName="image"><Label value="person"/></BrushLabels></View>"""
@@ -22,7 +22,7 @@ CONFIG = """<View><Image name="image" value="$image"/>
 def test_the_config_parse_runs_off_the_event_loop(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
     threads: list[str] = []
     real = rt.ls_predictor.configs.parse
 
@@ -39,7 +39,7 @@ def test_the_config_parse_runs_off_the_event_loop(
 
 
 def test_webhook_events_are_kept_as_bounded_summaries(client: TestClient) -> None:
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
     big = {"id": 9, "data": {"text": "x" * 500_000}}
     event = {
         "action": "ANNOTATION_CREATED",
@@ -66,7 +66,7 @@ def test_webhook_events_are_kept_as_bounded_summaries(client: TestClient) -> Non
 
 
 def test_setup_fields_are_capped_and_the_registry_is_bounded(client: TestClient) -> None:
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
     for field, size in (("hostname", 3000), ("access_token", 5000), ("project", 300)):
         body = {"project": "602.1", "schema": CONFIG, field: "h" * size}
         assert client.post("/setup", json=body).status_code == 422, field
@@ -139,7 +139,7 @@ def test_precomputations_in_flight_are_capped(client: TestClient) -> None:
 def test_a_failed_webhook_action_is_acknowledged_logged_once_and_counted(
     client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(client)
     saved = rt.events.path
     rt.events.path = tmp_path  # a directory: appending to it fails (IsADirectoryError)
     labels = {"kind": "webhook", "reason": "internal_error"}

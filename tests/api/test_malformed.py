@@ -28,7 +28,7 @@ from app.domain.ner import NerService
 from app.errors import ValidationFailed
 from app.main import create_app
 from tests.api import bombs
-from tests.conftest import SKIMAGE_DATA
+from tests.conftest import SKIMAGE_DATA, runtime_of
 
 REPO = Path(__file__).resolve().parents[2]
 JSON = {"content-type": "application/json"}
@@ -407,7 +407,7 @@ def interactive(client: TestClient, regions: object) -> httpx2.Response:
 
 
 def test_caps_on_every_path(client: TestClient, astronaut_jpeg: bytes) -> None:
-    s = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    s = runtime_of(client).settings
     over = s.max_texts + 1
     assert_error(client.post("/v1/ner", json={"texts": ["x"] * over}), 422, "validation_error")
     long = "a" * (s.max_text_chars + 1)
@@ -426,7 +426,7 @@ def test_caps_on_every_path(client: TestClient, astronaut_jpeg: bytes) -> None:
 def test_label_studio_text_over_the_cap_gets_no_prediction(client: TestClient) -> None:
     config = '<View><Text name="t" value="$text"/><Labels name="l" toName="t">'
     config += '<Label value="ORG"/></Labels></View>'
-    s = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    s = runtime_of(client).settings
     tasks = [{"id": 1, "data": {"text": "Apple is in Cupertino."}}]
     tasks.append({"id": 2, "data": {"text": "a" * (s.max_text_chars + 1)}})
     r = client.post("/predict", json={"tasks": tasks, "project": "6.1", "label_config": config})
@@ -436,12 +436,14 @@ def test_label_studio_text_over_the_cap_gets_no_prediction(client: TestClient) -
 
 
 def test_malformed_interactive_context(client: TestClient, astronaut_jpeg: bytes) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(client)
     body = {"project": "77.1", "schema": LS_CONFIG, "hostname": LS_HOST, "access_token": "t"}
     assert client.post("/setup", json=body).status_code == 200
     # The task image as if already fetched from Label Studio (fetching is test_labelstudio's).
     png = (SKIMAGE_DATA / "astronaut.png").read_bytes()
-    access = runtime.ls_projects.get("77.1").access
+    project = runtime.ls_projects.get("77.1")
+    assert project is not None
+    access = project.access
     runtime.ls_predictor.images.put(image_key(access, "/data/upload/1/astronaut.png", None), png)
     r = interactive(client, [click()])
     assert r.status_code == 200, r.text
@@ -481,7 +483,7 @@ def test_broken_labeling_config_and_odd_webhooks(
         assert r.status_code in (200, 400), r.text  # "" is no config: a project it never saw
         if r.status_code == 400:
             assert_error(r, 400, "bad_input")
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(client)
     monkeypatch.setattr(runtime.settings, "ls_precompute_embeddings", True)
     client.post("/setup", json={"project": "12.1", "schema": "<View"})
     for event in (

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.config import ServingOverride, Settings
 from app.main import create_app
-from tests.conftest import metric
+from tests.conftest import metric, runtime_of
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def gated() -> Iterator[tuple[TestClient, threading.Event, threading.Event]]:
         serving={"nanodet-g": ServingOverride(workers=1, max_batch_size=1)},
     )
     with TestClient(create_app(settings)) as client:
-        batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+        batcher = runtime_of(client).registry.detector("nanodet-g").batcher
         real = batcher._fn
         gate, entered = threading.Event(), threading.Event()
 
@@ -46,7 +46,7 @@ def test_full_queue_is_429_and_expired_deadline_is_504(
     gated: tuple[TestClient, threading.Event, threading.Event], astronaut_jpeg: bytes
 ) -> None:
     client, gate, entered = gated
-    batcher = client.app.state.runtime.registry.detector("nanodet-g").batcher  # type: ignore[attr-defined]
+    batcher = runtime_of(client).registry.detector("nanodet-g").batcher
     files = {"file": ("a.jpg", astronaut_jpeg, "image/jpeg")}
     batches = metric(client, "prelabel_batch_size_count", model="nanodet-g")
 
@@ -162,7 +162,7 @@ def test_stalled_bodies_hold_no_in_flight_slot_and_give_theirs_back(
     assert extra == 429
     assert statuses == [408] * 4
     assert all(s.headers[b"connection"] == b"close" for s in slow)
-    rt = slow_app.app.state.runtime  # type: ignore[attr-defined]
+    rt = runtime_of(slow_app)
     assert rt.in_flight == 0
     again = slow_app.post("/v1/detect", files=files)
     assert again.status_code == 200

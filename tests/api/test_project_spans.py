@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.runtime import Runtime
+from tests.conftest import runtime_of
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wordnet_drug_spans.jsonl"
 ITEMS: list[dict[str, Any]] = [json.loads(x) for x in DATA.read_text("utf-8").splitlines()]
@@ -48,7 +49,7 @@ def examples(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def runtime(c: TestClient) -> Runtime:
-    rt: Runtime = c.app.state.runtime  # type: ignore[attr-defined]
+    rt: Runtime = runtime_of(c)
     return rt
 
 

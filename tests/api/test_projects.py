@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.domain.apikeys import key_line
 from app.main import create_app
-from tests.conftest import portal
+from tests.conftest import portal, runtime_of
 from tests.domain.test_classify import SUPPORT
 
 ALICE = "pl_alice-0123456789abcdefghijklmnopqrstuvwxyzABCD"
@@ -235,7 +235,7 @@ def test_label_studio_projects_are_for_admin_keys_only(tmp_path: Path) -> None:
         )
         assert c.get(f"/v1/projects/{name}/model", headers=root).status_code == 404
         # The backend creates it without an owner (as Label Studio learning does).
-        runtime = c.app.state.runtime  # type: ignore[attr-defined]
+        runtime = runtime_of(c)
         portal(c).call(runtime.projects.add_examples, name, None, _examples_in(2))
         assert c.get(f"/v1/projects/{name}/model", headers=alice).status_code == 404
         assert c.delete(f"/v1/projects/{name}", headers=alice).status_code == 404
