@@ -67,7 +67,7 @@ echo "== ruff"
 .venv/bin/ruff check app tests scripts
 echo "== import contracts (.importlinter: layers, no cycles, nothing below imports app.api)"
 .venv/bin/lint-imports --no-logo
-echo "== mypy"
+echo "== mypy (strict: app, tests and scripts; [tool.mypy] in pyproject.toml)"
 .venv/bin/mypy
 echo "== pytest"
 rc=0
