@@ -8,7 +8,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,8 +40,8 @@ PUBLIC = "8.8.4.4"  # only ever answered by a MockTransport
 class FakeDns:
     """name -> addresses; a list of answers is given out in turn (the last one repeats)."""
 
-    def __init__(self, names: dict[str, list[str] | list[list[str]]]) -> None:
-        self.names = names
+    def __init__(self, names: Mapping[str, list[str] | list[list[str]]]) -> None:
+        self.names = dict(names)  # a test may change its own copy
         self.calls: list[str] = []
 
     def __call__(self, host: str, port: int) -> Sequence[str]:
@@ -209,7 +209,7 @@ NAMES: dict[str, list[str]] = {
 def test_every_blocked_address_class_is_refused_before_connecting(
     server: LocalServer, url: str, reason: str
 ) -> None:
-    dns = FakeDns(NAMES)  # type: ignore[arg-type]
+    dns = FakeDns(NAMES)
     guard = LoopbackOnly()
     f = SafeFetcher(UrlPolicy(allow_http=True), resolver=dns, transport=guard)
     with pytest.raises(UrlBlocked) as e:
