@@ -29,17 +29,24 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench_classify import wordnet_dir  # noqa: E402
 
-from app.inference.span_model import SpanModel, train  # noqa: E402
+from app.inference.span_model import Annotated, SpanModel, train  # noqa: E402
 
 ROOT = "03247620"  # drug.n.01
 ALCOHOL = "07884567"  # alcohol.n.01 (alcoholic beverages: WordNet files them under drugs)
-Item = dict[str, object]
+
+
+class Item(TypedDict):
+    """A gloss and its DRUG spans: [start, end) code-point offsets."""
+
+    text: str
+    spans: list[tuple[int, int, str]]
 
 
 def synsets(data: Path) -> dict[str, tuple[list[str], list[str], str]]:
@@ -88,7 +95,7 @@ def build(data: Path, seed: int = 0) -> list[Item]:
     for o, (_, _, gloss) in sorted(syn.items()):
         if o in tree or o == ROOT or len(gloss) > 400:
             continue
-        spans = [[m.start(), m.end(), "DRUG"] for m in pattern.finditer(gloss)]
+        spans = [(m.start(), m.end(), "DRUG") for m in pattern.finditer(gloss)]
         (pos if spans else neg).append({"text": gloss, "spans": spans})
     rng = random.Random(seed)
     items = pos + rng.sample(neg, len(pos))
@@ -97,11 +104,11 @@ def build(data: Path, seed: int = 0) -> list[Item]:
 
 
 def evaluate(model: SpanModel, test: list[Item], seen: set[str]) -> dict[str, float]:
-    texts = [str(t["text"]) for t in test]
+    texts = [t["text"] for t in test]
     found = model.predict(texts)
     tp = fp = fn = unseen = unseen_tp = 0
     for item, spans in zip(test, found, strict=True):
-        gold = {(int(s), int(e)) for s, e, _ in item["spans"]}  # type: ignore[attr-defined]
+        gold = {(s, e) for s, e, _ in item["spans"]}
         got = {(s.start, s.end) for s in spans if s.label == "DRUG"}
         tp += len(gold & got)
         fp += len(got - gold)
@@ -136,13 +143,13 @@ def main() -> None:
         return
     cut = len(items) * 3 // 4
     pool, test = items[:cut], items[cut:]
-    n_spans = sum(len(x["spans"]) for x in test)  # type: ignore[misc,arg-type]
+    n_spans = sum(len(x["spans"]) for x in test)
     print(f"{len(items)} texts ({len(pool)} train pool, {len(test)} test, {n_spans} test spans)")
     print("| annotated texts | spans | epochs | train s | P | R | F1 | recall on unseen lemmas |")
     print("|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.sizes.split(",")]:
         tr = pool[:n]
-        examples = [(str(x["text"]), [tuple(s) for s in x["spans"]]) for x in tr]  # type: ignore[attr-defined]
+        examples: list[Annotated] = [(x["text"], x["spans"]) for x in tr]
         seen = {t[s:e].lower() for t, sp in examples for s, e, _ in sp}
         t0 = time.perf_counter()
         payload, metrics = train(examples, ["DRUG"], epochs=args.epochs)
