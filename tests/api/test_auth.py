@@ -18,7 +18,7 @@ from app.cli.main import main as cli
 from app.config import Settings
 from app.domain.apikeys import KeyStore, Principal, hash_key, key_line, new_key
 from app.main import create_app
-from tests.conftest import metric
+from tests.conftest import metric, runtime_of
 
 ALICE = "pl_alice-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # a user key
 ROOT = "pl_root-0123456789abcdefghijklmnopqrstuvwxyzABCDE"  # an admin key
@@ -162,7 +162,7 @@ def test_purge_drops_real_embeddings(client: TestClient, astronaut_jpeg: bytes) 
     r = client.delete("/v1/sam/embeddings")
     assert r.status_code == 200 and r.json()["embeddings"] >= 1
     assert r.json()["bytes_freed"] >= 256 * 64 * 64 * 4
-    assert client.app.state.runtime.embeddings.bytes == 0  # type: ignore[attr-defined]
+    assert runtime_of(client).embeddings.bytes == 0
     again = client.post("/v1/sam/embed", files=files)
     assert again.status_code == 200 and again.json()["cached"] is False
 

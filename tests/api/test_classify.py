@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import runtime_of
 
 ONLY_EMBEDDER: dict[str, Any] = {
     "models": ["minilm-l6-v2"],
@@ -112,7 +113,7 @@ def test_many_labels_are_embedded_in_chunks_and_cached(client: TestClient) -> No
     r = client.post("/v1/classify", json={"texts": ["I want a refund"], "labels": labels})
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["labels"] == ["refund_request"]
-    cached = client.app.state.runtime.classifier._phrases  # type: ignore[attr-defined]
+    cached = runtime_of(client).classifier._phrases
     assert {"topic number 0", "refund request"} <= set(cached)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import runtime_of
+
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares width x height but carries no pixels."""
@@ -113,14 +115,14 @@ def test_raw_bodies_and_wrong_content_types(client: TestClient, astronaut_jpeg: 
 
 
 def test_upload_over_the_byte_limit_is_413(client: TestClient) -> None:
-    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    limit = runtime_of(client).settings.max_upload_bytes
     big = b"\xff\xd8\xff" + b"\0" * limit
     r = client.post("/v1/detect", files={"file": ("big.jpg", big, "image/jpeg")})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
 def test_oversized_json_body_is_refused_before_it_is_read(client: TestClient) -> None:
-    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    limit = runtime_of(client).settings.max_upload_bytes
     body = b'{"texts": ["' + b"a" * (limit * 2) + b'"]}'
     r = client.post("/v1/ner", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
@@ -128,7 +130,7 @@ def test_oversized_json_body_is_refused_before_it_is_read(client: TestClient) ->
 
 
 def test_oversized_chunked_body_is_413_too(client: TestClient, astronaut_jpeg: bytes) -> None:
-    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    limit = runtime_of(client).settings.max_upload_bytes
     chunk = b"a" * 1024 * 1024
 
     def stream() -> Iterator[bytes]:

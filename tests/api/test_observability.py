@@ -18,7 +18,7 @@ from app.logging_setup import configure_logging
 from app.main import create_app
 from tests.api.test_auth import ALICE, basic, bearer, keyed_settings
 from tests.api.test_errors import png_header
-from tests.conftest import metric
+from tests.conftest import metric, runtime_of
 
 LS_TOKEN = "ls-secret-token-8f1e2d3c4b5a"
 CONFIG = """<View>
@@ -187,7 +187,7 @@ def test_rejections_are_counted_by_reason(client: TestClient, keyed: TestClient)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     assert count(client, "bomb") == bomb + 1 and count(client, "too_large") == too_large
 
-    limit = client.app.state.runtime.settings.max_upload_bytes  # type: ignore[attr-defined]
+    limit = runtime_of(client).settings.max_upload_bytes
     big = {"Content-Length": str(limit * 2), "Content-Type": "application/json"}
     assert client.post("/v1/detect", headers=big, content=b"{}").status_code == 413
     files = {"file": ("x.jpg", b"\xff" * (limit + 1), "image/jpeg")}

@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from tests.api.fault_server import HANG, HOLD
-from tests.conftest import SKIMAGE_DATA
+from tests.conftest import SKIMAGE_DATA, runtime_of
 
 PROJECT = Path(__file__).resolve().parents[2]
 FAULT_SERVER = Path(__file__).with_name("fault_server.py")
@@ -152,7 +152,7 @@ def test_draining_refuses_new_work_but_answers_probes(astronaut_jpeg: bytes) -> 
         files = {"file": ("a.jpg", astronaut_jpeg, "image/jpeg")}
         assert client.post("/v1/detect", files=files).status_code == 200
         assert client.get("/readyz").status_code == 200
-        client.app.state.runtime.begin_drain()  # type: ignore[attr-defined]
+        runtime_of(client).begin_drain()
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "shutting_down"
         refused = client.post("/v1/detect", files=files)
@@ -164,7 +164,7 @@ def test_draining_refuses_new_work_but_answers_probes(astronaut_jpeg: bytes) -> 
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and metrics.headers["connection"] == "close"
         assert 'prelabel_rejections_total{reason="shutting_down"} 1.0' in metrics.text
-        assert client.app.state.runtime.in_flight == 0  # type: ignore[attr-defined]
+        assert runtime_of(client).in_flight == 0
 
 
 @pytest.mark.slow
