@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,8 +27,9 @@ def annotate(src: Path, out: Path) -> int:
     return main(argv)
 
 
-def labels(row: dict[str, object]) -> set[str]:
-    return {str(o["label"]) for o in row["objects"]}  # type: ignore[attr-defined]
+def labels(row: dict[str, Any]) -> set[str]:
+    """The labels of a result line's objects."""
+    return {str(o["label"]) for o in row["objects"]}
 
 
 def test_inputs_keep_urls_and_label_studio_references(tmp_path: Path) -> None:
