@@ -315,8 +315,7 @@ class Settings(BaseSettings):
     span_train_timeout_s: float = Field(
         default=300.0,
         gt=0,
-        description="A span project's training process is killed past this (the old model "
-        "stays).",
+        description="A span project's training process is killed past this (the old model stays).",
     )
     auto_train: bool = Field(
         default=True, description="Retrain a project in the background when examples arrive."

@@ -112,8 +112,10 @@ def main() -> None:
     random.Random(0).shuffle(rows)
     train, test = rows[: args.train], rows[args.train : args.train + args.test]
     labels = sorted(LEXNAMES.values())
-    print(f"WordNet 3.0 noun glosses: {len(rows)} (25 labels); train pool {len(train)}, "
-          f"test {len(test)}")
+    print(
+        f"WordNet 3.0 noun glosses: {len(rows)} (25 labels); train pool {len(train)}, "
+        f"test {len(test)}"
+    )
 
     manifest = Manifest.load(PROJECT / "models")
     spec = manifest.get("minilm-l6-v2")
@@ -129,12 +131,15 @@ def main() -> None:
         print(f"embeddings of {len(texts)} glosses read from {cache}")
     else:
         t0 = time.perf_counter()
-        vecs = np.concatenate([np.stack(emb.run_batch(texts[i : i + 16]))
-                               for i in range(0, len(texts), 16)])
+        vecs = np.concatenate(
+            [np.stack(emb.run_batch(texts[i : i + 16])) for i in range(0, len(texts), 16)]
+        )
         embed_s = time.perf_counter() - t0
         np.save(cache, vecs)
-        print(f"embedded {len(texts)} glosses in {embed_s:.1f} s "
-              f"({embed_s / len(texts) * 1000:.1f} ms each, batches of 16, {cores} cores)")
+        print(
+            f"embedded {len(texts)} glosses in {embed_s:.1f} s "
+            f"({embed_s / len(texts) * 1000:.1f} ms each, batches of 16, {cores} cores)"
+        )
     x_train, x_test = vecs[: len(train)], vecs[len(train) :]
     y_train, y_test = [y for _, y in train], [y for _, y in test]
 
@@ -164,10 +169,17 @@ def main() -> None:
     for n in (*SIZES, len(train)):
         served_f1 = few_shot(n)
         plain_f1 = few_shot(n, anchors=False)
-        curve.append((str(n), f"{np.mean(served_f1):.3f} ± {np.std(served_f1):.3f}",
-                      f"{np.mean(plain_f1):.3f} ± {np.std(plain_f1):.3f}"))
-    print("\n| labeled examples | macro-F1, the service's classifier (examples + label anchors) "
-          "| without anchors |\n|---:|---:|---:|")
+        curve.append(
+            (
+                str(n),
+                f"{np.mean(served_f1):.3f} ± {np.std(served_f1):.3f}",
+                f"{np.mean(plain_f1):.3f} ± {np.std(plain_f1):.3f}",
+            )
+        )
+    print(
+        "\n| labeled examples | macro-F1, the service's classifier (examples + label anchors) "
+        "| without anchors |\n|---:|---:|---:|"
+    )
     for n_, f1, plain in curve:
         print(f"| {n_} | {f1} | {plain} |")
 
@@ -176,8 +188,10 @@ def main() -> None:
         small, whole = np.mean(few_shot(64, c)), np.mean(few_shot(len(train), c))
         print(f"| {c:g} | {small:.3f} | {whole:.3f} |")
 
-    print("\nRetrain (fit + k-fold CV, one thread of work):\n| examples | fit s | cv s | folds |"
-          "\n|---:|---:|---:|---:|")
+    print(
+        "\nRetrain (fit + k-fold CV, one thread of work):\n| examples | fit s | cv s | folds |"
+        "\n|---:|---:|---:|---:|"
+    )
     for n in (64, 256, 1000, len(train)):
         _, s = fit_and_score(x_train[:n], [(y,) for y in y_train[:n]], False, names, labels)
         print(f"| {n} | {s['fit_s']:.2f} | {s['cv_s']:.2f} | {s['cv_folds']} |")
@@ -191,24 +205,39 @@ def main() -> None:
     served(args, labels, train, one, percentiles(inproc)["p50"])
 
 
-def served(args: argparse.Namespace, labels: list[str], train: list[tuple[str, str]], one: str,
-           inproc_p50: float) -> None:
-    env = {"PRELABEL_MODELS": '["minilm-l6-v2"]', "PRELABEL_DEFAULT_DETECTOR": "",
-           "PRELABEL_DEFAULT_SAM": "", "PRELABEL_DEFAULT_NER": "", "PRELABEL_AUTO_TRAIN": "false"}
+def served(
+    args: argparse.Namespace,
+    labels: list[str],
+    train: list[tuple[str, str]],
+    one: str,
+    inproc_p50: float,
+) -> None:
+    env = {
+        "PRELABEL_MODELS": '["minilm-l6-v2"]',
+        "PRELABEL_DEFAULT_DETECTOR": "",
+        "PRELABEL_DEFAULT_SAM": "",
+        "PRELABEL_DEFAULT_NER": "",
+        "PRELABEL_AUTO_TRAIN": "false",
+    }
     log_dir = Path(tempfile.mkdtemp(prefix="bench-classify-"))
-    with serve(default_prelabel(), env, log_dir) as server, httpx.Client(
-        base_url=server.url, timeout=60
-    ) as c:
+    with (
+        serve(default_prelabel(), env, log_dir) as server,
+        httpx.Client(base_url=server.url, timeout=60) as c,
+    ):
         examples = [{"text": t, "label": y} for t, y in train[:256]]
         c.post("/v1/projects/bench/examples", json={"examples": examples}).raise_for_status()
         t0 = time.perf_counter()
         model = c.post("/v1/projects/bench/train?wait=true").json()
         train_s = time.perf_counter() - t0
-        print(f"\nserved retrain of 256 examples (embed + fit + CV): {train_s:.2f} s, "
-              f"model {model['version']}, cv accuracy {model['cv_accuracy']}")
+        print(
+            f"\nserved retrain of 256 examples (embed + fit + CV): {train_s:.2f} s, "
+            f"model {model['version']}, cv accuracy {model['cv_accuracy']}"
+        )
         result = {}
-        for name, body in (("zero-shot, 25 labels", {"texts": [one], "labels": labels}),
-                           ("few-shot project", {"texts": [one], "project": "bench"})):
+        for name, body in (
+            ("zero-shot, 25 labels", {"texts": [one], "labels": labels}),
+            ("few-shot project", {"texts": [one], "project": "bench"}),
+        ):
             for _ in range(5):
                 c.post("/v1/classify", json=body).raise_for_status()
             ms = []

@@ -163,7 +163,10 @@ class _Pipeline:
 
 
 def _timed_parallel(
-    steps: Sequence[Callable[[], int]], min_s: float, min_images: int, idle_wait_s: float,
+    steps: Sequence[Callable[[], int]],
+    min_s: float,
+    min_images: int,
+    idle_wait_s: float,
     after_warmup: Callable[[], None] | None = None,
 ) -> tuple[int, float, float]:
     """Run each `step` (returns images done) in its own thread until both limits are met
@@ -207,22 +210,29 @@ def _model_only(
 
         return step
 
-    n, wall, _ = _timed_parallel([make(d, k) for k, d in enumerate(dets)], min_s, min_img,
-                                 idle_wait_s)
+    n, wall, _ = _timed_parallel(
+        [make(d, k) for k, d in enumerate(dets)], min_s, min_img, idle_wait_s
+    )
     return n / wall
 
 
 def run_inprocess(
-    images: Sequence[SampleImage], batches: Sequence[int], pipeline_batches: Sequence[int],
-    min_s: float, min_images: int, idle_wait_s: float, log: Callable[[str], None],
+    images: Sequence[SampleImage],
+    batches: Sequence[int],
+    pipeline_batches: Sequence[int],
+    min_s: float,
+    min_images: int,
+    idle_wait_s: float,
+    log: Callable[[str], None],
 ) -> list[InProcessRow]:
     from app.domain.images import ImageLimits, decode_image
 
     limits = ImageLimits(20 * 1024 * 1024, 40_000_000)
     rows: list[InProcessRow] = []
     det2 = _detector(2)
-    tensors = np.stack([det2.preprocess(decode_image(i.jpeg, limits), SCORE).tensor
-                        for i in images])
+    tensors = np.stack(
+        [det2.preprocess(decode_image(i.jpeg, limits), SCORE).tensor for i in images]
+    )
     for b in batches:
         log(f"in-process: 1 session x 2 threads, batch {b}")
         p = _Pipeline(det2, images, b, 0)
@@ -231,11 +241,22 @@ def run_inprocess(
             p.step()
             return p.batch
 
-        n, wall, other = _timed_parallel([one], min_s, max(min_images, 2 * b), idle_wait_s,
-                                         p.reset)
+        n, wall, other = _timed_parallel([one], min_s, max(min_images, 2 * b), idle_wait_s, p.reset)
         model = _model_only([det2], tensors, b, min_s, max(min_images, 2 * b), idle_wait_s)
-        rows.append(InProcessRow("1 session x 2 threads", b, 1, 2, n / wall, model,
-                                 p.decode_s / p.done * 1000, n, wall, other))
+        rows.append(
+            InProcessRow(
+                "1 session x 2 threads",
+                b,
+                1,
+                2,
+                n / wall,
+                model,
+                p.decode_s / p.done * 1000,
+                n,
+                wall,
+                other,
+            )
+        )
     dets1 = [_detector(1), _detector(1)]
     for b in pipeline_batches:
         log(f"in-process: 2 pipelines x 1 thread, batch {b}")
@@ -257,16 +278,18 @@ def run_inprocess(
         )
         model = _model_only(dets1, tensors, b, min_s, max(min_images, 4 * b), idle_wait_s)
         dec_ms = sum(p.decode_s for p in pipes) / sum(p.done for p in pipes) * 1000
-        rows.append(InProcessRow("2 pipelines x 1 thread", b, 2, 1, n / wall, model, dec_ms,
-                                 n, wall, other))
+        rows.append(
+            InProcessRow("2 pipelines x 1 thread", b, 2, 1, n / wall, model, dec_ms, n, wall, other)
+        )
     return rows
 
 
 # -- served: the load-generator subprocess -------------------------------------------------------
 
 
-async def _drive(url: str, files: list[tuple[str, bytes]], concurrency: int, n: int,
-                 offset: int) -> tuple[list[float], Counter[str], float]:
+async def _drive(
+    url: str, files: list[tuple[str, bytes]], concurrency: int, n: int, offset: int
+) -> tuple[list[float], Counter[str], float]:
     lat: list[float] = []
     errors: Counter[str] = Counter()
     nxt = 0
@@ -308,8 +331,12 @@ def client_main() -> None:
     cpu0 = time.process_time()
     lat, errors, wall = asyncio.run(_drive(url, files, c, int(cfg["requests"]), 0))
     cpu = time.process_time() - cpu0
-    print(json.dumps({"latencies_ms": lat, "errors": dict(errors), "wall_s": wall,
-                      "client_cpu_s": cpu}), flush=True)
+    print(
+        json.dumps(
+            {"latencies_ms": lat, "errors": dict(errors), "wall_s": wall, "client_cpu_s": cpu}
+        ),
+        flush=True,
+    )
     sys.stdin.read()  # stay alive until the parent has read our CPU time from /proc
 
 
@@ -335,18 +362,35 @@ class ServedRow:
     ratio_to_limit: float = float("nan")
 
 
-def run_served_level(server: Server, image_paths: list[str], batching: bool, concurrency: int,
-                     requests: int, idle_wait_s: float) -> ServedRow:
+def run_served_level(
+    server: Server,
+    image_paths: list[str],
+    batching: bool,
+    concurrency: int,
+    requests: int,
+    idle_wait_s: float,
+) -> ServedRow:
     client = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--_client"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
     )
     assert client.stdin is not None and client.stdout is not None
     try:
-        client.stdin.write(json.dumps({
-            "url": f"{server.url}/v1/detect", "images": image_paths, "concurrency": concurrency,
-            "requests": requests, "warmup": max(8, 2 * concurrency),
-        }) + "\n")
+        client.stdin.write(
+            json.dumps(
+                {
+                    "url": f"{server.url}/v1/detect",
+                    "images": image_paths,
+                    "concurrency": concurrency,
+                    "requests": requests,
+                    "warmup": max(8, 2 * concurrency),
+                }
+            )
+            + "\n"
+        )
         client.stdin.flush()
         if client.stdout.readline().strip() != "warm":
             raise RuntimeError("load generator failed during warm-up")
@@ -373,15 +417,35 @@ def run_served_level(server: Server, image_paths: list[str], batching: bool, con
     _, wait = hist_mean(before, after, "prelabel_queue_wait_seconds", model="nanodet-g")
     _, req = hist_mean(before, after, "prelabel_request_seconds", route="/v1/detect")
     return ServedRow(
-        batching, concurrency, requests, len(lat), res["errors"], len(lat) / res["wall_s"],
-        pct["p50"], pct["p99"], pct["max"], mean_batch, max_batch, batches, compute * 1000,
-        wait * 1000, req * 1000, res["client_cpu_s"] / max(1, requests) * 1000, cores,
+        batching,
+        concurrency,
+        requests,
+        len(lat),
+        res["errors"],
+        len(lat) / res["wall_s"],
+        pct["p50"],
+        pct["p99"],
+        pct["max"],
+        mean_batch,
+        max_batch,
+        batches,
+        compute * 1000,
+        wait * 1000,
+        req * 1000,
+        res["client_cpu_s"] / max(1, requests) * 1000,
+        cores,
     )
 
 
-def run_served(prelabel: Path, images: Sequence[SampleImage], levels: Sequence[int],
-               requests: int, idle_wait_s: float, work: Path,
-               log: Callable[[str], None]) -> list[ServedRow]:
+def run_served(
+    prelabel: Path,
+    images: Sequence[SampleImage],
+    levels: Sequence[int],
+    requests: int,
+    idle_wait_s: float,
+    work: Path,
+    log: Callable[[str], None],
+) -> list[ServedRow]:
     paths = []
     for k, img in enumerate(images):
         p = work / f"{k:02d}-{img.name}.jpg"
@@ -390,16 +454,21 @@ def run_served(prelabel: Path, images: Sequence[SampleImage], levels: Sequence[i
     rows = []
     for batching in (True, False):
         env = {
-            "PRELABEL_MODELS": '["nanodet-g"]', "PRELABEL_DEFAULT_DETECTOR": "nanodet-g",
-            "PRELABEL_DEFAULT_SAM": "", "PRELABEL_DEFAULT_NER": "",
-            "PRELABEL_BATCHING": "true" if batching else "false", "PRELABEL_LOG_LEVEL": "warning",
+            "PRELABEL_MODELS": '["nanodet-g"]',
+            "PRELABEL_DEFAULT_DETECTOR": "nanodet-g",
+            "PRELABEL_DEFAULT_SAM": "",
+            "PRELABEL_DEFAULT_NER": "",
+            "PRELABEL_BATCHING": "true" if batching else "false",
+            "PRELABEL_LOG_LEVEL": "warning",
         }
         log(f"starting server (batching={'on' if batching else 'off'})")
         with serve(prelabel, env, work) as server:
             log(f"server ready in {server.startup_s:.1f} s at {server.url}")
             for c in levels:
-                log(f"served: batching={'on' if batching else 'off'}, concurrency {c}, "
-                    f"{requests} requests")
+                log(
+                    f"served: batching={'on' if batching else 'off'}, concurrency {c}, "
+                    f"{requests} requests"
+                )
                 rows.append(run_served_level(server, paths, batching, c, requests, idle_wait_s))
     return rows
 
@@ -407,8 +476,14 @@ def run_served(prelabel: Path, images: Sequence[SampleImage], levels: Sequence[i
 # -- report --------------------------------------------------------------------------------------
 
 
-def print_report(console: Console, images: Sequence[SampleImage], inproc: list[InProcessRow],
-                 served: list[ServedRow], limit: float, meta: dict[str, Any]) -> None:
+def print_report(
+    console: Console,
+    images: Sequence[SampleImage],
+    inproc: list[InProcessRow],
+    served: list[ServedRow],
+    limit: float,
+    meta: dict[str, Any],
+) -> None:
     console.print(
         f"[bold]NanoDet-g benchmark[/bold]  cores={meta['cores']}  onnxruntime={meta['ort']}  "
         f"load avg at start={meta['loadavg']}  images: "
@@ -416,24 +491,50 @@ def print_report(console: Console, images: Sequence[SampleImage], inproc: list[I
     )
     if inproc:
         t = Table(title="In-process (decode + preprocess + inference + postprocess + NMS)")
-        for col in ("config", "batch", "img/s end-to-end", "img/s model-only",
-                    "decode+pre ms/img", "images", "s", "other cores"):
+        for col in (
+            "config",
+            "batch",
+            "img/s end-to-end",
+            "img/s model-only",
+            "decode+pre ms/img",
+            "images",
+            "s",
+            "other cores",
+        ):
             t.add_column(col, justify="left" if col == "config" else "right")
         best = max(inproc, key=lambda r: r.images_per_s)
         for ir in inproc:
             mark = " *" if ir is best else ""
-            t.add_row(ir.config + mark, str(ir.batch), fmt(ir.images_per_s),
-                      fmt(ir.model_only_images_per_s), fmt(ir.decode_pre_ms_per_image),
-                      str(ir.images), fmt(ir.seconds),
-                      cpu_text({"other": ir.other_cores}, "other"))
+            t.add_row(
+                ir.config + mark,
+                str(ir.batch),
+                fmt(ir.images_per_s),
+                fmt(ir.model_only_images_per_s),
+                fmt(ir.decode_pre_ms_per_image),
+                str(ir.images),
+                fmt(ir.seconds),
+                cpu_text({"other": ir.other_cores}, "other"),
+            )
         console.print(t)
-        console.print(f"In-process limit (best end-to-end row, marked *): [bold]{limit:.1f} "
-                      f"img/s[/bold] ({best.config}, batch {best.batch})")
+        console.print(
+            f"In-process limit (best end-to-end row, marked *): [bold]{limit:.1f} "
+            f"img/s[/bold] ({best.config}, batch {best.batch})"
+        )
     if not served:
         return
     t = Table(title="Served: POST /v1/detect, multipart JPEG, client in a separate process")
-    for col in ("batching", "conc", "ok/req", "errors", "img/s", "x limit", "p50 ms", "p99 ms",
-                "max ms", "target"):
+    for col in (
+        "batching",
+        "conc",
+        "ok/req",
+        "errors",
+        "img/s",
+        "x limit",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "target",
+    ):
         t.add_column(col, justify="right")
     for r in served:
         target = "-"
@@ -442,23 +543,48 @@ def print_report(console: Console, images: Sequence[SampleImage], inproc: list[I
             target = f">={TARGET_RATIO}x & p99<{TARGET_P99_MS:.0f}: {verdict(ok)}"
         elif r.concurrency == 1:
             target = f"p50<={TARGET_P50_C1_MS:.0f}: {verdict(r.p50_ms <= TARGET_P50_C1_MS)}"
-        t.add_row("on" if r.batching else "off", str(r.concurrency), f"{r.ok}/{r.requests}",
-                  ",".join(f"{k}:{v}" for k, v in r.errors.items()) or "0",
-                  fmt(r.images_per_s), fmt(r.ratio_to_limit, 2), fmt(r.p50_ms), fmt(r.p99_ms),
-                  fmt(r.max_ms), target)
+        t.add_row(
+            "on" if r.batching else "off",
+            str(r.concurrency),
+            f"{r.ok}/{r.requests}",
+            ",".join(f"{k}:{v}" for k, v in r.errors.items()) or "0",
+            fmt(r.images_per_s),
+            fmt(r.ratio_to_limit, 2),
+            fmt(r.p50_ms),
+            fmt(r.p99_ms),
+            fmt(r.max_ms),
+            target,
+        )
     console.print(t)
     t = Table(title="Served: scheduler (from /metrics deltas) and CPU (cores, from /proc)")
-    for col in ("batching", "conc", "batches", "mean batch", "max batch <=", "batch compute ms",
-                "queue wait ms", "server req ms", "client CPU ms/req",
-                "cores server/client/other", "machine busy"):
+    for col in (
+        "batching",
+        "conc",
+        "batches",
+        "mean batch",
+        "max batch <=",
+        "batch compute ms",
+        "queue wait ms",
+        "server req ms",
+        "client CPU ms/req",
+        "cores server/client/other",
+        "machine busy",
+    ):
         t.add_column(col, justify="right")
     for r in served:
-        t.add_row("on" if r.batching else "off", str(r.concurrency), fmt(r.batches, 0),
-                  fmt(r.mean_batch, 2), fmt(r.max_batch, 0), fmt(r.batch_compute_ms),
-                  fmt(r.queue_wait_ms),
-                  fmt(r.server_request_ms), fmt(r.client_cpu_ms_per_request),
-                  cpu_text(r.cores, "server", "client", "other"),
-                  cpu_text(r.cores, "machine"))
+        t.add_row(
+            "on" if r.batching else "off",
+            str(r.concurrency),
+            fmt(r.batches, 0),
+            fmt(r.mean_batch, 2),
+            fmt(r.max_batch, 0),
+            fmt(r.batch_compute_ms),
+            fmt(r.queue_wait_ms),
+            fmt(r.server_request_ms),
+            fmt(r.client_cpu_ms_per_request),
+            cpu_text(r.cores, "server", "client", "other"),
+            cpu_text(r.cores, "machine"),
+        )
     console.print(t)
     console.print(
         "Note: the load generator runs on the same 2 cores as the server; its CPU (column "
@@ -470,15 +596,27 @@ def print_report(console: Console, images: Sequence[SampleImage], inproc: list[I
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--requests", type=int, default=None,
-                        help="measured requests per concurrency level (default 160, quick 24)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="measured requests per concurrency level (default 160, quick 24)",
+    )
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--prelabel", type=Path, default=default_prelabel(),
-                        help="the prelabel CLI (default: next to this Python)")
-    parser.add_argument("--idle-wait", type=float, default=None,
-                        help="before each measurement, wait up to this many seconds for other "
-                        "processes to go quiet (default 6, quick 0)")
+    parser.add_argument(
+        "--prelabel",
+        type=Path,
+        default=default_prelabel(),
+        help="the prelabel CLI (default: next to this Python)",
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=None,
+        help="before each measurement, wait up to this many seconds for other "
+        "processes to go quiet (default 6, quick 0)",
+    )
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-served", action="store_true")
     parser.add_argument("--_client", action="store_true", help=argparse.SUPPRESS)
@@ -503,33 +641,46 @@ def main() -> None:
     import onnxruntime
 
     meta: dict[str, Any] = {
-        "cores": usable_cores(), "ort": onnxruntime.__version__,
-        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()), "quick": args.quick,
-        "requests": requests, "idle_wait_s": args.idle_wait,
+        "cores": usable_cores(),
+        "ort": onnxruntime.__version__,
+        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "quick": args.quick,
+        "requests": requests,
+        "idle_wait_s": args.idle_wait,
     }
     images = sample_jpegs()
     inproc: list[InProcessRow] = []
     if not args.skip_inprocess:
-        inproc = run_inprocess(images, (1, 2, 4, 8, 16), (1, 4, 16), min_s, min_images,
-                               args.idle_wait, log)
+        inproc = run_inprocess(
+            images, (1, 2, 4, 8, 16), (1, 4, 16), min_s, min_images, args.idle_wait, log
+        )
     limit = max((r.images_per_s for r in inproc), default=float("nan"))
     served: list[ServedRow] = []
     if not args.skip_served:
         with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
-            served = run_served(args.prelabel, images, levels, requests, args.idle_wait,
-                                Path(tmp), log)
+            served = run_served(
+                args.prelabel, images, levels, requests, args.idle_wait, Path(tmp), log
+            )
         for r in served:
             r.ratio_to_limit = r.images_per_s / limit
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
     print_report(console, images, inproc, served, limit, meta)
-    noise_warning(console, [r.other_cores for r in inproc]
-                  + [r.cores.get("other", 0.0) for r in served])
+    noise_warning(
+        console, [r.other_cores for r in inproc] + [r.cores.get("other", 0.0) for r in served]
+    )
     console.print(f"total wall time {meta['wall_s']} s")
     if args.json:
-        args.json.write_text(json.dumps({
-            "meta": meta, "in_process_limit_images_per_s": limit,
-            "in_process": [asdict(r) for r in inproc], "served": [asdict(r) for r in served],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "in_process_limit_images_per_s": limit,
+                    "in_process": [asdict(r) for r in inproc],
+                    "served": [asdict(r) for r in served],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

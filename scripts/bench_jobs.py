@@ -105,9 +105,10 @@ def main() -> None:
             "PRELABEL_JOB_CONCURRENCY": str(args.concurrency),
             "PRELABEL_LOG_LEVEL": "warning",
         }
-        with serve(args.prelabel, env, tmp) as server, httpx.Client(
-            base_url=server.url, timeout=60.0
-        ) as client:
+        with (
+            serve(args.prelabel, env, tmp) as server,
+            httpx.Client(base_url=server.url, timeout=60.0) as client,
+        ):
             astronaut = next(i for i in images if i.name == "astronaut")
             r = client.post("/v1/sam/embed", files={"file": ("a.jpg", astronaut.jpeg)})
             r.raise_for_status()
@@ -143,26 +144,56 @@ def main() -> None:
         table.add_column(col, justify="right")
     for kind in ("detect", "click"):
         base = percentiles(idle[kind])
-        table.add_row(kind, "idle", str(len(idle[kind])), fmt(base["p50"]), fmt(base["p99"]),
-                      fmt(base["max"]), "1.00", "-")
+        table.add_row(
+            kind,
+            "idle",
+            str(len(idle[kind])),
+            fmt(base["p50"]),
+            fmt(base["p99"]),
+            fmt(base["max"]),
+            "1.00",
+            "-",
+        )
         during = percentiles(busy[kind])
         ratio = during["p50"] / base["p50"]
-        table.add_row(kind, "job running", str(len(busy[kind])), fmt(during["p50"]),
-                      fmt(during["p99"]), fmt(during["max"]), fmt(ratio, 2),
-                      f"<=2x: {verdict(ratio <= 2.0)}")
+        table.add_row(
+            kind,
+            "job running",
+            str(len(busy[kind])),
+            fmt(during["p50"]),
+            fmt(during["p99"]),
+            fmt(during["max"]),
+            fmt(ratio, 2),
+            f"<=2x: {verdict(ratio <= 2.0)}",
+        )
     console.print(table)
     jobs = Table(title="The job")
-    for col in ("items", "state", "done", "failed", "items/s while clicked",
-                "items/s after the clicks", "items/s overall", "cores server/other idle",
-                "cores server/other busy"):
+    for col in (
+        "items",
+        "state",
+        "done",
+        "failed",
+        "items/s while clicked",
+        "items/s after the clicks",
+        "items/s overall",
+        "cores server/other idle",
+        "cores server/other busy",
+    ):
         jobs.add_column(col, justify="right")
-    jobs.add_row(str(final["total"]), final["state"], str(final["done"]), str(final["failed"]),
-                 fmt(busy_rate), fmt(alone_rate), fmt(final["rate"]),
-                 cpu_text(idle_cpu, "server", "other"), cpu_text(busy_cpu, "server", "other"))
+    jobs.add_row(
+        str(final["total"]),
+        final["state"],
+        str(final["done"]),
+        str(final["failed"]),
+        fmt(busy_rate),
+        fmt(alone_rate),
+        fmt(final["rate"]),
+        cpu_text(idle_cpu, "server", "other"),
+        cpu_text(busy_cpu, "server", "other"),
+    )
     console.print(jobs)
     if not overlapped:
-        console.print("[red]the job ended before the interactive phase did: use more --items"
-                      "[/red]")
+        console.print("[red]the job ended before the interactive phase did: use more --items[/red]")
 
 
 if __name__ == "__main__":

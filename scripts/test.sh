@@ -65,6 +65,7 @@ echo "== image"
 bash scripts/check_image.sh
 echo "== ruff"
 .venv/bin/ruff check app tests scripts
+.venv/bin/ruff format --check app tests scripts
 echo "== import contracts (.importlinter: layers, no cycles, nothing below imports app.api)"
 .venv/bin/lint-imports --no-logo
 echo "== mypy (strict: app, tests and scripts; [tool.mypy] in pyproject.toml)"

@@ -82,21 +82,30 @@ def sdk_python() -> str | None:
 def python() -> str:
     exe = sdk_python()
     if exe is None:
-        pytest.skip(f"label_studio_sdk is not importable here and {SDK_ENV} is not set "
-                    f"(a Python with label-studio-sdk=={SDK_VERSION})")
+        pytest.skip(
+            f"label_studio_sdk is not importable here and {SDK_ENV} is not set "
+            f"(a Python with label-studio-sdk=={SDK_VERSION})"
+        )
     if not Path(exe).exists():
         pytest.fail(f"{SDK_ENV}={exe} does not exist")
     return exe
 
 
-def run_sdk(python: str, work: Path, payload: dict[str, Any],
-            masks: list[np.ndarray]) -> dict[str, Any]:
+def run_sdk(
+    python: str, work: Path, payload: dict[str, Any], masks: list[np.ndarray]
+) -> dict[str, Any]:
     (work / "payload.json").write_text(json.dumps(payload))
     # Any: savez's stubs type **kwds against its own `allow_pickle: bool` too.
     arrays: dict[str, Any] = {f"m{i}": m for i, m in enumerate(masks)}
     np.savez(work / "masks.npz", **arrays)
-    proc = subprocess.run([python, "-I", "-c", CHECK, str(work)], cwd=work,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [python, "-I", "-c", CHECK, str(work)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     answer: dict[str, Any] = json.loads(proc.stdout)
     assert answer["version"] == SDK_VERSION
@@ -108,18 +117,30 @@ def test_against_the_sdk(python: str, tmp_path: Path) -> None:
     images = real_images()
     rng = np.random.default_rng(7)
     masks = [o.mask for im in images for o in im.objects if o.mask is not None]
-    masks += [rng.random(s) < d for s, d in [((1, 1), 1.0), ((7, 5), 0.4), ((33, 17), 0.5),
-                                              ((101, 3), 0.02), ((181, 97), 0.97)]]
+    masks += [
+        rng.random(s) < d
+        for s, d in [
+            ((1, 1), 1.0),
+            ((7, 5), 0.4),
+            ((33, 17), 0.5),
+            ((101, 3), 0.02),
+            ((181, 97), 0.97),
+        ]
+    ]
     assert len(masks) >= 8
 
     preds, rectangles = [], []
     for im in images:
         rects = rectangle_results(im, "box", "image", LabelMap.for_control(cfg.control("box")))
-        rectangles += [(r, o.box) for r, o in zip(
-            rectangle_results(im, "box", "image"), im.objects, strict=True)]
-        result = (rects
-                  + brush_results(im, "brush", "image", LabelMap.for_control(cfg.control("brush")))
-                  + polygon_results(im, "poly", "image", LabelMap.for_control(cfg.control("poly"))))
+        rectangles += [
+            (r, o.box)
+            for r, o in zip(rectangle_results(im, "box", "image"), im.objects, strict=True)
+        ]
+        result = (
+            rects
+            + brush_results(im, "brush", "image", LabelMap.for_control(cfg.control("brush")))
+            + polygon_results(im, "poly", "image", LabelMap.for_control(cfg.control("poly")))
+        )
         assert {r["type"] for r in result} == {"rectanglelabels", "brushlabels", "polygonlabels"}
         preds.append(prediction(result, None, "prelabel-test"))
     ner = LabelMap.for_control(cfg.control("ner"))
@@ -133,19 +154,24 @@ def test_against_the_sdk(python: str, tmp_path: Path) -> None:
     outside["value"]["x"] = 150.0
     controls = [prediction(unmapped, None, "v"), prediction([outside], None, "v")]
 
-    answer = run_sdk(python, tmp_path, {
-        "rles": [encode_brush(m) for m in masks],
-        "rectangles": [r for r, _ in rectangles],
-        "config": CONFIG,
-        "predictions": preds + controls,
-    }, masks)
+    answer = run_sdk(
+        python,
+        tmp_path,
+        {
+            "rles": [encode_brush(m) for m in masks],
+            "rectangles": [r for r, _ in rectangles],
+            "config": CONFIG,
+            "predictions": preds + controls,
+        },
+        masks,
+    )
 
     assert answer["decoded_exact"] == [True] * len(masks)
     for mask, sdk_rle in zip(masks, answer["sdk_rle"], strict=True):
         assert encode_brush(mask) == sdk_rle
         np.testing.assert_array_equal(decode_brush(sdk_rle, *mask.shape), mask)
 
-    for ((r, box), corners) in zip(rectangles, answer["corners"], strict=True):
+    for (r, box), corners in zip(rectangles, answer["corners"], strict=True):
         w, h = r["original_width"], r["original_height"]
         clipped = np.clip(box, 0, [w, h, w, h])
         # Corners: top-left, top-right, bottom-right, bottom-left (rotation 0).

@@ -22,8 +22,14 @@ def cands(rows: Sequence[tuple[Box, float, int]]) -> Candidates:
     )
 
 
-def run(c: Candidates, *, score: float = 0.25, iou: float = 0.5, top: int = 100,
-        classes: frozenset[str] | None = None) -> list[Detection]:
+def run(
+    c: Candidates,
+    *,
+    score: float = 0.25,
+    iou: float = 0.5,
+    top: int = 100,
+    classes: frozenset[str] | None = None,
+) -> list[Detection]:
     return select(c, LABELS, score, iou, top, classes)
 
 

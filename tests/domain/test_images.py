@@ -40,11 +40,7 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose valid IHDR claims `width` x `height` RGB, followed by an IDAT holding a few
     bytes: the header parses, and decoding the pixels is bound to fail."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(b"\0" * 16))
-    )
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 16))
 
 
 def test_png_round_trips_exactly(astronaut: U8) -> None:

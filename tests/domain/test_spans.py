@@ -28,8 +28,9 @@ def window(text: str, tokens: Sequence[tuple[str, str, float]]) -> TokenWindow:
     )
 
 
-def spans_of(text: str, tokens: Sequence[tuple[str, str, float]],
-             min_score: float = 0.5) -> list[tuple[str, str, float | None]]:
+def spans_of(
+    text: str, tokens: Sequence[tuple[str, str, float]], min_score: float = 0.5
+) -> list[tuple[str, str, float | None]]:
     """(covered text, label, score) of each span, for readable assertions."""
     return [
         (text[s.start : s.end], s.label, s.score)
@@ -39,16 +40,26 @@ def spans_of(text: str, tokens: Sequence[tuple[str, str, float]],
 
 def test_word_pieces_tagged_b_b_without_gap_merge() -> None:
     text = "mail bob@example.org now"
-    toks = [("mail", "O", 0.9), ("bob", "B-EMAIL", 0.9), ("@", "B-EMAIL", 0.8),
-            ("example", "B-EMAIL", 0.9), (".", "B-EMAIL", 0.9), ("org", "B-EMAIL", 0.9),
-            ("now", "O", 0.9)]
+    toks = [
+        ("mail", "O", 0.9),
+        ("bob", "B-EMAIL", 0.9),
+        ("@", "B-EMAIL", 0.8),
+        ("example", "B-EMAIL", 0.9),
+        (".", "B-EMAIL", 0.9),
+        ("org", "B-EMAIL", 0.9),
+        ("now", "O", 0.9),
+    ]
     assert spans_of(text, toks) == [("bob@example.org", "EMAIL", 0.88)]
 
 
 def test_i_tag_across_whitespace_continues_the_span() -> None:
     text = "I am Anna Maria Smith."
-    toks = [("Anna", "B-NAME", 0.9), ("Maria", "I-NAME", 0.7), ("Smith", "I-NAME", 0.8),
-            (".", "O", 0.99)]
+    toks = [
+        ("Anna", "B-NAME", 0.9),
+        ("Maria", "I-NAME", 0.7),
+        ("Smith", "I-NAME", 0.8),
+        (".", "O", 0.99),
+    ]
     assert spans_of(text, toks) == [("Anna Maria Smith", "NAME", 0.8)]
 
 
@@ -97,21 +108,30 @@ def test_all_o_gives_no_spans() -> None:
 def test_unicode_offsets_are_code_points() -> None:
     # Emoji (one code point, four UTF-8 bytes) and accents before and inside the entities.
     text = "😀 Grüße an José Müller in Köln 🎉!"
-    toks = [("😀", "O", 0.9), ("Grüße", "O", 0.9), ("an", "O", 0.9),
-            ("José", "B-NAME", 0.9), ("Müller", "I-NAME", 0.9), ("in", "O", 0.9),
-            ("Köln", "B-CITY", 0.8), ("🎉", "O", 0.9)]
+    toks = [
+        ("😀", "O", 0.9),
+        ("Grüße", "O", 0.9),
+        ("an", "O", 0.9),
+        ("José", "B-NAME", 0.9),
+        ("Müller", "I-NAME", 0.9),
+        ("in", "O", 0.9),
+        ("Köln", "B-CITY", 0.8),
+        ("🎉", "O", 0.9),
+    ]
     got = bio_spans(text, window(text, toks), 0.5)
     assert got == [EntitySpan(11, 22, "NAME", 0.9), EntitySpan(26, 30, "CITY", 0.8)]
     assert [text[s.start : s.end] for s in got] == ["José Müller", "Köln"]
 
 
 def test_overlapping_same_label_spans_from_two_windows_union() -> None:
-    merged = merge_windows([
-        EntitySpan(10, 18, "EMAIL", 0.9),  # window 1 saw the start of it
-        EntitySpan(40, 45, "CITY", 0.7),
-        EntitySpan(10, 30, "EMAIL", 0.95),  # window 2 saw all of it
-        EntitySpan(15, 30, "EMAIL", 0.6),
-    ])
+    merged = merge_windows(
+        [
+            EntitySpan(10, 18, "EMAIL", 0.9),  # window 1 saw the start of it
+            EntitySpan(40, 45, "CITY", 0.7),
+            EntitySpan(10, 30, "EMAIL", 0.95),  # window 2 saw all of it
+            EntitySpan(15, 30, "EMAIL", 0.6),
+        ]
+    )
     assert merged == [EntitySpan(10, 30, "EMAIL", 0.95), EntitySpan(40, 45, "CITY", 0.7)]
 
 
@@ -179,7 +199,8 @@ def test_long_text_finds_emails_across_window_boundaries(pii: TokenClassifier) -
     emails = [s for s in merge_windows([s for ws in per_window for s in ws]) if s.label == "EMAIL"]
     a, b = text.index(STRADDLING), text.index(NEAR_END)
     assert [(s.start, s.end) for s in emails] == [
-        (a, a + len(STRADDLING)), (b, b + len(NEAR_END)),
+        (a, a + len(STRADDLING)),
+        (b, b + len(NEAR_END)),
     ]
     assert [text[s.start : s.end] for s in emails] == [STRADDLING, NEAR_END]
     # The first window alone cannot see the whole straddling address.
@@ -191,4 +212,3 @@ def test_tokenizer_offsets_are_code_points(pii: TokenClassifier) -> None:
     (w,) = pii.run_batch([text])[0]
     spans = [s for s in bio_spans(text, w, 0.5) if s.label == "EMAIL"]
     assert [text[s.start : s.end] for s in spans] == [NEAR_END]
-

@@ -18,10 +18,17 @@ class Clock:
         return self.now
 
 
-def make(max_bytes: int = 100, ttl_s: float = 10.0, clock: Clock | None = None,
-         seen: list[int] | None = None) -> TTLCache[bytes]:
+def make(
+    max_bytes: int = 100,
+    ttl_s: float = 10.0,
+    clock: Clock | None = None,
+    seen: list[int] | None = None,
+) -> TTLCache[bytes]:
     return TTLCache(
-        max_bytes, ttl_s, len, clock=clock or Clock(),
+        max_bytes,
+        ttl_s,
+        len,
+        clock=clock or Clock(),
         on_change=None if seen is None else seen.append,
     )
 

@@ -29,13 +29,22 @@ class FakeSession:
 
 def letterbox_spec(width: int = 640, height: int = 640, **kw: object) -> InputSpec:
     return InputSpec.model_validate(
-        {"width": width, "height": height, "mean": [0, 0, 0], "std": [255, 255, 255],
-         "resize": "letterbox", **kw}
+        {
+            "width": width,
+            "height": height,
+            "mean": [0, 0, 0],
+            "std": [255, 255, 255],
+            "resize": "letterbox",
+            **kw,
+        }
     )
 
 
-def yolo_output(boxes_net: Sequence[tuple[float, float, float, float]],
-                scores: Sequence[Sequence[float]], n_extra: int = 5) -> F32:
+def yolo_output(
+    boxes_net: Sequence[tuple[float, float, float, float]],
+    scores: Sequence[Sequence[float]],
+    n_extra: int = 5,
+) -> F32:
     """[4+C, N]: XYXY network-pixel boxes as cx, cy, w, h rows, then class scores; plus
     `n_extra` all-zero-score columns as background anchors."""
     n, c = len(boxes_net), len(scores[0])

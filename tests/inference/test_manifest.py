@@ -43,7 +43,7 @@ labels = ["a", "b"]
 files = [
   {{ role = "onnx", path = "tiny/tiny.onnx", sha256 = "{sha}", member = "{MEMBER}" }},
 ]
-fetch = {{ kind = "{fetch_kind}", package = "tiny@1.0.0", sha256 = "{'0' * 64}" }}
+fetch = {{ kind = "{fetch_kind}", package = "tiny@1.0.0", sha256 = "{"0" * 64}" }}
 """
 
 

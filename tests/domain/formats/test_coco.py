@@ -53,7 +53,9 @@ def test_dataset_loads_and_rle_masks_are_exact(
     for image_id, record in enumerate(real_records, start=1):
         img = coco.loadImgs(image_id)[0]
         assert (img["file_name"], img["width"], img["height"]) == (
-            record.file_name, record.width, record.height,
+            record.file_name,
+            record.width,
+            record.height,
         )
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
         assert len(anns) == len(record.objects)
@@ -102,11 +104,17 @@ def test_cocoeval_notices_wrong_results(
     # perfect scores above would prove nothing.
     gt = load(to_coco(real_records, categories), tmp_path)
     shifted = [
-        replace(r, objects=tuple(
-            replace(o, box=(o.box[0] + 20, o.box[1] + 20, o.box[2] + 20, o.box[3] + 20),
-                    mask=None if o.mask is None else o.mask & np.roll(o.mask, 20, axis=1))
-            for o in r.objects
-        ))
+        replace(
+            r,
+            objects=tuple(
+                replace(
+                    o,
+                    box=(o.box[0] + 20, o.box[1] + 20, o.box[2] + 20, o.box[3] + 20),
+                    mask=None if o.mask is None else o.mask & np.roll(o.mask, 20, axis=1),
+                )
+                for o in r.objects
+            ),
+        )
         for r in real_records
     ]
     results = to_coco_results(shifted, categories)

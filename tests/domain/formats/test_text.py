@@ -30,8 +30,11 @@ def test_jsonl_is_one_object_per_line() -> None:
     assert len(lines) == 2 and out.endswith("\n")
     assert json.loads(lines[0]) == {
         "text": KNOWN.text,
-        "spans": [{"start": 0, "end": 5, "label": "ORG"}, {"start": 26, "end": 31, "label": "GPE"},
-                  {"start": 38, "end": 46, "label": "PERSON"}],
+        "spans": [
+            {"start": 0, "end": 5, "label": "ORG"},
+            {"start": 26, "end": 31, "label": "GPE"},
+            {"start": 38, "end": 46, "label": "PERSON"},
+        ],
     }
     second = json.loads(lines[1])
     assert second["text"][6:12] == "Müller"  # code-point offsets survive JSON
@@ -61,15 +64,17 @@ def test_adjacent_spans_of_one_label_start_with_b() -> None:
 
 def test_span_inside_a_token_tags_the_whole_token() -> None:
     rec = TextRecord("the Parisbased firm", (SpanRecord(4, 9, "GPE"),))
-    assert bio_tags(rec.text, rec.spans) == [("the", "O"), ("Parisbased", "B-GPE"),
-                                             ("firm", "O")]
+    assert bio_tags(rec.text, rec.spans) == [("the", "O"), ("Parisbased", "B-GPE"), ("firm", "O")]
 
 
 def test_from_conll_reconstructs_text_with_single_spaces() -> None:
     [rec] = from_conll(to_conll([KNOWN]))
     assert rec.text == "Apple opened an office in Paris , said Tim Cook ."
-    assert [(rec.text[s.start:s.end], s.label) for s in rec.spans] == [
-        ("Apple", "ORG"), ("Paris", "GPE"), ("Tim Cook", "PERSON")]
+    assert [(rec.text[s.start : s.end], s.label) for s in rec.spans] == [
+        ("Apple", "ORG"),
+        ("Paris", "GPE"),
+        ("Tim Cook", "PERSON"),
+    ]
 
 
 def test_from_conll_reads_other_schemes_and_columns() -> None:
@@ -79,10 +84,14 @@ def test_from_conll_reads_other_schemes_and_columns() -> None:
         "Jan\tS-PER\nvan\tB-PER\nDijk\tE-PER\nhere\tO\n\n\n"
     )
     eu, jan = from_conll(data)
-    assert [(eu.text[s.start:s.end], s.label) for s in eu.spans] == [
-        ("EU", "ORG"), ("German", "MISC")]
-    assert [(jan.text[s.start:s.end], s.label) for s in jan.spans] == [
-        ("Jan", "PER"), ("van Dijk", "PER")]
+    assert [(eu.text[s.start : s.end], s.label) for s in eu.spans] == [
+        ("EU", "ORG"),
+        ("German", "MISC"),
+    ]
+    assert [(jan.text[s.start : s.end], s.label) for s in jan.spans] == [
+        ("Jan", "PER"),
+        ("van Dijk", "PER"),
+    ]
 
 
 def test_real_spacy_output_round_trips() -> None:
@@ -98,7 +107,8 @@ def test_real_spacy_output_round_trips() -> None:
         assert rec.text.split() == [m.group() for m in re.finditer(r"\w+|[^\w\s]", orig.text)]
         assert [s.label for s in rec.spans] == [s.label for s in orig.spans]
         for a, b in zip(orig.spans, rec.spans, strict=True):
-            assert "".join(orig.text[a.start:a.end].split()) == "".join(
-                rec.text[b.start:b.end].split())
+            assert "".join(orig.text[a.start : a.end].split()) == "".join(
+                rec.text[b.start : b.end].split()
+            )
     # A second trip through CoNLL is exact: the reconstructed text tokenises to itself.
     assert from_conll(to_conll(back)) == back

@@ -26,14 +26,18 @@ def test_real_records_write_well_formed_voc(real_records: Records) -> None:
         assert text(root, "folder") == "JPEGImages"
         assert text(root, "filename") == record.file_name
         assert [text(root, f"size/{t}") for t in ("width", "height", "depth")] == [
-            str(record.width), str(record.height), "3",
+            str(record.width),
+            str(record.height),
+            "3",
         ]
         objects = root.findall("object")
         assert len(objects) == len(record.objects)
         for el, obj in zip(objects, record.objects, strict=True):
             assert text(el, "name") == obj.label
             assert (text(el, "pose"), text(el, "truncated"), text(el, "difficult")) == (
-                "Unspecified", "0", "0",
+                "Unspecified",
+                "0",
+                "0",
             )
             xmin, ymin, xmax, ymax = (
                 int(text(el, f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")
@@ -41,8 +45,10 @@ def test_real_records_write_well_formed_voc(real_records: Records) -> None:
             x1, y1, x2, y2 = obj.box
             # The convention, restated: the 1-based inclusive pixels the box touches.
             assert (xmin, ymin) == (math.floor(x1) + 1, math.floor(y1) + 1)
-            assert (xmax, ymax) == (min(math.ceil(x2), record.width),
-                                    min(math.ceil(y2), record.height))
+            assert (xmax, ymax) == (
+                min(math.ceil(x2), record.width),
+                min(math.ceil(y2), record.height),
+            )
             assert 1 <= xmin <= xmax <= record.width and 1 <= ymin <= ymax <= record.height
 
 
@@ -51,7 +57,9 @@ def test_real_boxes_round_trip_to_the_enclosing_pixel_box(real_records: Records)
         xml = to_voc(record)
         back = from_voc(xml)
         assert (back.file_name, back.width, back.height) == (
-            record.file_name, record.width, record.height,
+            record.file_name,
+            record.width,
+            record.height,
         )
         assert [o.label for o in back.objects] == [o.label for o in record.objects]
         for o, p in zip(back.objects, record.objects, strict=True):
@@ -64,39 +72,56 @@ def test_real_boxes_round_trip_to_the_enclosing_pixel_box(real_records: Records)
 
 
 def test_whole_pixel_boxes_round_trip_exactly() -> None:
-    record = ImageRecord("a.jpg", 64, 48, (
-        ObjectRecord("dog", (0.0, 0.0, 64.0, 48.0)),
-        ObjectRecord("cat", (10.0, 5.0, 11.0, 6.0)),  # one pixel: xmin == xmax == 11
-        ObjectRecord("dog", (3.0, 7.0, 30.0, 20.0)),
-    ))
+    record = ImageRecord(
+        "a.jpg",
+        64,
+        48,
+        (
+            ObjectRecord("dog", (0.0, 0.0, 64.0, 48.0)),
+            ObjectRecord("cat", (10.0, 5.0, 11.0, 6.0)),  # one pixel: xmin == xmax == 11
+            ObjectRecord("dog", (3.0, 7.0, 30.0, 20.0)),
+        ),
+    )
     assert from_voc(to_voc(record)) == record
     root = ET.fromstring(to_voc(record))
     cat = root.findall("object")[1]
     assert [text(cat, f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax")] == [
-        "11", "6", "11", "6",
+        "11",
+        "6",
+        "11",
+        "6",
     ]
 
 
 def test_fractional_and_overshooting_boxes() -> None:
-    record = ImageRecord("a.jpg", 64, 48, (
-        ObjectRecord("dog", (2.5, 3.2, 7.5, 8.9)),
-        ObjectRecord("dog", (-0.4, 40.2, 64.3, 48.0)),
-        ObjectRecord("dog", (5.0, 5.0, 5.0, 5.0)),  # degenerate: still one pixel
-    ))
+    record = ImageRecord(
+        "a.jpg",
+        64,
+        48,
+        (
+            ObjectRecord("dog", (2.5, 3.2, 7.5, 8.9)),
+            ObjectRecord("dog", (-0.4, 40.2, 64.3, 48.0)),
+            ObjectRecord("dog", (5.0, 5.0, 5.0, 5.0)),  # degenerate: still one pixel
+        ),
+    )
     boxes = [
         [text(o, f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax")]
         for o in ET.fromstring(to_voc(record)).findall("object")
     ]
     assert boxes == [["3", "4", "8", "9"], ["1", "41", "64", "48"], ["6", "6", "6", "6"]]
     assert [o.box for o in from_voc(to_voc(record)).objects] == [
-        (2.0, 3.0, 8.0, 9.0), (0.0, 40.0, 64.0, 48.0), (5.0, 5.0, 6.0, 6.0),
+        (2.0, 3.0, 8.0, 9.0),
+        (0.0, 40.0, 64.0, 48.0),
+        (5.0, 5.0, 6.0, 6.0),
     ]
 
 
 def test_odd_characters_in_names_survive() -> None:
     record = ImageRecord(
-        "dir/R&D <draft> \"v2\" 'ok' é 猫.jpg", 10, 10,
-        (ObjectRecord("a<b & c>d \"q\" 猫", (1.0, 1.0, 5.0, 5.0)),),
+        "dir/R&D <draft> \"v2\" 'ok' é 猫.jpg",
+        10,
+        10,
+        (ObjectRecord('a<b & c>d "q" 猫', (1.0, 1.0, 5.0, 5.0)),),
     )
     xml = to_voc(record)
     assert "R&amp;D &lt;draft&gt;" in xml

@@ -55,9 +55,7 @@ def test_segment_rows_rasterise_close_to_the_masks(
             # The box is the polygon's extent, which its rasterisation's pixel extent matches
             # (the source mask's own extent may be wider: only its largest part is written).
             ys, xs = np.nonzero(o.mask)
-            assert o.box == pytest.approx(
-                (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), abs=1.0
-            )
+            assert o.box == pytest.approx((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), abs=1.0)
 
 
 def test_classes_txt_lists_one_name_per_line() -> None:
@@ -71,13 +69,17 @@ def test_classes_txt_lists_one_name_per_line() -> None:
 
 
 def test_known_values_and_clipping() -> None:
-    image = ImageRecord("x.jpg", 200, 100, (
-        ObjectRecord("dog", (20.0, 10.0, 60.0, 50.0)),
-        ObjectRecord("cat", (-5.0, 80.0, 210.0, 100.5)),  # overshoots the image: clipped
-    ))
+    image = ImageRecord(
+        "x.jpg",
+        200,
+        100,
+        (
+            ObjectRecord("dog", (20.0, 10.0, 60.0, 50.0)),
+            ObjectRecord("cat", (-5.0, 80.0, 210.0, 100.5)),  # overshoots the image: clipped
+        ),
+    )
     assert to_yolo(image, ["cat", "dog"]) == (
-        "1 0.200000 0.300000 0.200000 0.400000\n"
-        "0 0.500000 0.900000 1.000000 0.200000\n"
+        "1 0.200000 0.300000 0.200000 0.400000\n0 0.500000 0.900000 1.000000 0.200000\n"
     )
     assert to_yolo(ImageRecord("empty.jpg", 200, 100), ["cat"]) == ""
 
@@ -85,10 +87,15 @@ def test_known_values_and_clipping() -> None:
 def test_box_only_objects_become_rectangles_in_segment_files() -> None:
     mask = np.zeros((100, 200), bool)
     mask[20:40, 30:90] = True
-    image = ImageRecord("x.jpg", 200, 100, (
-        ObjectRecord("dog", (20.0, 10.0, 60.0, 50.0)),
-        ObjectRecord("cat", (30.0, 20.0, 90.0, 40.0), 0.8, mask),
-    ))
+    image = ImageRecord(
+        "x.jpg",
+        200,
+        100,
+        (
+            ObjectRecord("dog", (20.0, 10.0, 60.0, 50.0)),
+            ObjectRecord("cat", (30.0, 20.0, 90.0, 40.0), 0.8, mask),
+        ),
+    )
     text = to_yolo(image, ["cat", "dog"], segmentation=True)
     dog, cat = from_yolo(text, 200, 100, ["cat", "dog"])
     assert dog.box == pytest.approx((20.0, 10.0, 60.0, 50.0))
