@@ -4,6 +4,7 @@ Studio (httpx.MockTransport) that insists on the project's token."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.domain.formats.ls_brush import decode_brush
 from app.domain.labelstudio.projects import LsOrigins
 from app.domain.urls import SafeFetcher
-from tests.conftest import metric, png_bytes
+from tests.conftest import metric, png_bytes, portal
 
 HOST = "http://ls.test:8080"
 TOKEN = "legacy-token"
@@ -128,7 +129,7 @@ def test_a_smart_keypoint_gets_a_mask_without_re_encoding(ls: TestClient) -> Non
             "to_name": "image",
         }
 
-    def ask(*regions: dict[str, object]) -> dict[str, object]:
+    def ask(*regions: dict[str, object]) -> dict[str, Any]:
         body = {
             "tasks": [task],
             "project": "13.1",
@@ -138,7 +139,8 @@ def test_a_smart_keypoint_gets_a_mask_without_re_encoding(ls: TestClient) -> Non
         r = ls.post("/predict", json=body)
         assert r.status_code == 200, r.text
         [pred] = r.json()["results"]
-        return pred  # type: ignore[no-any-return]
+        answer: dict[str, Any] = pred
+        return answer
 
     first = ask(click(230, 110))
     runs = metric(ls, "prelabel_sam_encoder_runs_total", model="minisam")
@@ -147,7 +149,7 @@ def test_a_smart_keypoint_gets_a_mask_without_re_encoding(ls: TestClient) -> Non
     masks = []
     for pred in (first, second):
         assert pred["model_version"] == version
-        [res] = pred["result"]  # type: ignore[misc]
+        [res] = pred["result"]
         assert res["type"] == "brushlabels" and res["value"]["brushlabels"] == ["Person"]
         masks.append(decode_brush(res["value"]["rle"], 512, 512))
     assert masks[0][110, 230] and masks[0].mean() > 0.3  # the whole astronaut
@@ -167,7 +169,7 @@ def test_tasks_over_the_budget_come_back_without_result_then_at_once(ls: TestCli
     try:
         first = ls.post("/predict", json=body).json()["results"]
         assert first == [[], []]  # nothing done yet: no prediction, Label Studio asks again
-        ls.portal.call(predictor.drain)  # type: ignore[attr-defined]
+        portal(ls).call(predictor.drain)
         second = ls.post("/predict", json=body).json()["results"]
     finally:
         predictor.budget_s = runtime.settings.ls_budget_s
@@ -198,7 +200,7 @@ def test_tasks_created_webhook_precomputes_embeddings(ls: TestClient) -> None:
     runtime.settings.ls_precompute_embeddings = True
     try:
         assert ls.post("/webhook", json=event).json() == {"status": "ok"}
-        ls.portal.call(runtime.ls_predictor.drain)  # type: ignore[attr-defined]
+        portal(ls).call(runtime.ls_predictor.drain)
     finally:
         runtime.settings.ls_precompute_embeddings = False
     assert runtime.embeddings.get(eid) is not None
