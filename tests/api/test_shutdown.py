@@ -138,11 +138,12 @@ def queued(url: str) -> float:
     return 0.0
 
 
-def poll(check: Callable[[], bool], what: str) -> None:
-    """Poll a condition the server offers no event for (readiness, queue depth)."""
+def poll(check: Callable[[], bool], what: str, detail: Callable[[], str] = str) -> None:
+    """Poll a condition the server offers no event for (readiness, queue depth). `detail` says
+    what was seen when it times out (the server's log tail, say)."""
     end = time.monotonic() + WAIT_S
     while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
+        assert time.monotonic() < end, f"timed out waiting for {what}: {detail()}"
         time.sleep(0.01)
 
 
@@ -180,7 +181,15 @@ def test_sigterm_under_load_finishes_every_request_in_flight(
     with httpx.Client(timeout=WAIT_S, limits=limits) as client, ThreadPoolExecutor(n) as pool:
         futures = [pool.submit(detect, client, url, image, HOLD) for _ in range(n)]
         # Every request is inside the server: held in the model by the fault hook, or queued.
-        poll(lambda: server.count("FAULT hold") + queued(url) == n, f"{n} requests in flight")
+        poll(
+            lambda: server.count("FAULT hold") + queued(url) == n,
+            f"{n} requests in flight",
+            lambda: (
+                f"held {server.count('FAULT hold')}, queued {queued(url)}, answered "
+                f"{[f.exception() or f.result().status_code for f in futures if f.done()]}; "
+                f"server log tail: {server.log[-3000:]}"
+            ),
+        )
         mark = len(server.lines)
         server.proc.send_signal(signal.SIGTERM)
         poll(lambda: httpx.get(f"{url}/readyz").status_code == 503, "readiness to turn false")
