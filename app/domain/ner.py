@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.spans import bio_spans, merge_windows
-from app.errors import ValidationFailed
+from app.domain.textchecks import check_text_batch
 from app.inference.batcher import Lane
 from app.inference.ner import EntitySpan
 from app.inference.registry import LoadedNer, ModelRegistry
@@ -52,15 +52,7 @@ class NerService:
         min_score: float = 0.5,
         lane: Lane = Lane.INTERACTIVE,
     ) -> NerResult:
-        if not texts:
-            raise ValidationFailed("texts is empty")
-        if len(texts) > self.max_texts:
-            raise ValidationFailed(f"{len(texts)} texts; at most {self.max_texts} per request")
-        for i, t in enumerate(texts):
-            if len(t) > self.max_chars:
-                raise ValidationFailed(f"texts[{i}] has {len(t)} characters; max {self.max_chars}")
-            if not _is_unicode(t):
-                raise ValidationFailed(f"texts[{i}] holds a lone surrogate (not valid Unicode)")
+        check_text_batch(texts, self.max_texts, self.max_chars)
         ner = self.registry.ner(model)
         t0 = time.perf_counter()
         found = await asyncio.gather(*(self._one(ner, t, min_score, lane) for t in texts))
@@ -81,15 +73,3 @@ class NerService:
         assert ner.tokens is not None
         windows = await ner.tokens.submit(text, lane, self.timeout_s)
         return merge_windows([s for w in windows for s in bio_spans(text, w, min_score)])
-
-
-def _is_unicode(text: str) -> bool:
-    """False for a str with lone surrogates (U+D800..U+DFFF), which spaCy and the tokenizer
-    refuse with an exception (they encode to UTF-8), as would any JSON response carrying them."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.domain.ner import _is_unicode
-from app.errors import UnknownModel, ValidationFailed
+from app.domain.textchecks import check_text_batch
+from app.errors import UnknownModel
 from app.inference.batcher import Lane
 from app.inference.registry import ModelRegistry
 from app.inference.tokens import TokenInfo
@@ -54,15 +54,7 @@ class TokenService:
     async def tag(
         self, texts: Sequence[str], model: str, lane: Lane = Lane.INTERACTIVE
     ) -> TokensResult:
-        if not texts:
-            raise ValidationFailed("texts is empty")
-        if len(texts) > self.max_texts:
-            raise ValidationFailed(f"{len(texts)} texts; at most {self.max_texts} per request")
-        for i, t in enumerate(texts):
-            if len(t) > self.max_chars:
-                raise ValidationFailed(f"texts[{i}] has {len(t)} characters; max {self.max_chars}")
-            if not _is_unicode(t):
-                raise ValidationFailed(f"texts[{i}] holds a lone surrogate (not valid Unicode)")
+        check_text_batch(texts, self.max_texts, self.max_chars)
         ner = self.registry.ner(model)
         batcher = ner.tagged
         if batcher is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.domain.textchecks import is_unicode
 from app.errors import ValidationFailed
 
 MAX_LABEL_CHARS = 200
@@ -28,7 +29,7 @@ def check_texts(texts: Sequence[str], max_chars: int, what: str = "texts[{}]") -
             raise ValidationFailed(f"{what.format(i)} is empty")
         if len(t) > max_chars:
             raise ValidationFailed(f"{what.format(i)} has {len(t)} characters; max {max_chars}")
-        if not _is_unicode(t):
+        if not is_unicode(t):
             raise ValidationFailed(f"{what.format(i)} holds a lone surrogate (not valid Unicode)")
 
 
@@ -41,20 +42,10 @@ def clean_labels(labels: Sequence[str], what: str) -> tuple[str, ...]:
             raise ValidationFailed(f"{what}[{i}] is empty")
         if len(label) > MAX_LABEL_CHARS:
             raise ValidationFailed(f"{what}[{i}] is longer than {MAX_LABEL_CHARS} characters")
-        if not _is_unicode(label):
+        if not is_unicode(label):
             raise ValidationFailed(f"{what}[{i}] holds a lone surrogate (not valid Unicode)")
         if label not in out:
             out.append(label)
     if len(out) > MAX_LABELS:
         raise ValidationFailed(f"{what}: {len(out)} labels; at most {MAX_LABELS}")
     return tuple(out)
-
-
-def _is_unicode(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
